@@ -1,0 +1,147 @@
+"""The spine: ``videos`` -> ``frames`` -> ``detections`` -> ``enriched_detections``.
+
+Each asset is partitioned by capture date and processes the videos named in its run
+config (a sensor micro-batch) or every video of the date that is not done yet (the
+nightly backfill). Writes are explicit, one Parquet file per video, so any re-run is
+idempotent and micro-batches of one date never clash.
+"""
+
+from collections import Counter
+
+import dagster as dg
+
+from assets.batch import VideoBatch, outcome_metadata
+from orchestration.partitions import capture_date
+from resources import DetectorResource, LakeResource, SourcesResource
+from roadlens import pipeline
+from roadlens.registry import list_candidates, register_video, video_id_of
+
+GROUP = "spine"
+
+
+@dg.asset(partitions_def=capture_date, group_name=GROUP, kinds={"parquet"})
+def videos(
+    context: dg.AssetExecutionContext,
+    config: VideoBatch,
+    lake: LakeResource,
+    sources: SourcesResource,
+) -> dg.MaterializeResult:
+    """The registry of discovered videos: id, source, path, size, capture time and its origin."""
+    store = lake.lake()
+    date = context.partition_key
+    landing = sources.landing()
+    if config.paths:
+        paths = config.paths
+    elif config.video_ids:
+        paths = []  # already registered by the caller (sensor or ingest)
+    else:
+        # Nightly: every file in the landing folder that is not registered under any date yet.
+        paths = [
+            str(c.path)
+            for c in list_candidates(landing)
+            if not store.has_video(
+                pipeline.VIDEOS_TABLE, video_id_of(c.path, landing, sources.sources())
+            )
+        ]
+    outcomes, skipped = [], Counter()
+    for path in paths:
+        record = register_video(
+            path,
+            landing_root=landing,
+            sources=sources.sources(),
+            source_id=config.source_id or None,
+            gps_path=config.gps or None,
+        )
+        if record.capture_date != date:
+            skipped["other date"] += 1
+            continue
+        outcomes.append(pipeline.register(store, record))
+    context.log.info(f"{date}: registered {len(outcomes)} videos")
+    return dg.MaterializeResult(metadata=outcome_metadata(outcomes, skipped=dict(skipped)))
+
+
+@dg.asset(partitions_def=capture_date, group_name=GROUP, deps=[videos], kinds={"opencv", "parquet"})
+def frames(
+    context: dg.AssetExecutionContext,
+    config: VideoBatch,
+    lake: LakeResource,
+    sources: SourcesResource,
+) -> dg.MaterializeResult:
+    """Frames sampled at the configured rate by container timestamps: JPEGs plus an index table."""
+    store = lake.lake()
+    outcomes = []
+    for record in pipeline.select_videos(
+        store, context.partition_key, config.video_ids, force=config.force
+    ):
+        outcome = pipeline.extract_frames(
+            store, record, target_fps=sources.sample_fps, jpeg_quality=sources.jpeg_quality
+        )
+        for warning in outcome.extra.get("warnings", []):  # type: ignore[union-attr]
+            context.log.warning(warning)
+        context.log.info(f"{record.video_id}: {outcome.rows} frames in {outcome.seconds:.2f}s")
+        outcomes.append(outcome)
+    partial = [o.video_id for o in outcomes if o.extra.get("partial")]
+    return dg.MaterializeResult(metadata=outcome_metadata(outcomes, partial_videos=partial))
+
+
+@dg.asset(
+    partitions_def=capture_date,
+    group_name=GROUP,
+    deps=[frames],
+    kinds={"pytorch", "parquet"},
+    pool="detector",
+)
+def detections(
+    context: dg.AssetExecutionContext,
+    config: VideoBatch,
+    lake: LakeResource,
+    detector: DetectorResource,
+) -> dg.MaterializeResult:
+    """YOLO boxes with track ids, one file per video; the backend that ran is in the metadata."""
+    store = lake.lake()
+    model = detector.get_detector()
+    outcomes = []
+    for record in pipeline.select_videos(
+        store, context.partition_key, config.video_ids, force=config.force
+    ):
+
+        def progress(done: int, total: int, fps: float, video_id: str = record.video_id) -> None:
+            context.log.info(f"{video_id}: {done}/{total} frames, {fps:.1f} frames/s")
+
+        outcome = pipeline.detect_video(store, record, model, progress=progress)
+        outcomes.append(outcome)
+    per_class: Counter[str] = Counter()
+    for o in outcomes:
+        per_class.update(o.extra.get("per_class", {}))  # type: ignore[arg-type]
+    return dg.MaterializeResult(
+        metadata=outcome_metadata(
+            outcomes,
+            per_class=dict(per_class),
+            backend=model.backend,
+            model=model.model_name,
+            model_sha256=model.model_sha256,
+        )
+    )
+
+
+@dg.asset(
+    partitions_def=capture_date, group_name=GROUP, deps=[detections], kinds={"pandas", "parquet"}
+)
+def enriched_detections(
+    context: dg.AssetExecutionContext,
+    config: VideoBatch,
+    lake: LakeResource,
+    sources: SourcesResource,
+) -> dg.MaterializeResult:
+    """Detections with GPS (interpolated per frame), vehicle/session ids and deterministic ids."""
+    store = lake.lake()
+    outcomes = [
+        pipeline.enrich_video(store, record, max_gap_s=sources.max_gps_gap_s)
+        for record in pipeline.select_videos(
+            store, context.partition_key, config.video_ids, force=config.force
+        )
+    ]
+    return dg.MaterializeResult(metadata=outcome_metadata(outcomes))
+
+
+SPINE = (videos, frames, detections, enriched_detections)

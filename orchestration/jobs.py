@@ -1,0 +1,13 @@
+"""Asset jobs: the spine for one capture date."""
+
+import dagster as dg
+
+from orchestration.partitions import capture_date
+
+spine_job = dg.define_asset_job(
+    "spine_job",
+    selection=dg.AssetSelection.groups("spine"),
+    partitions_def=capture_date,
+    description="Register, sample, detect and enrich the videos of one capture date.",
+    tags={"lane": "batch"},
+)

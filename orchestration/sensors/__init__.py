@@ -1,0 +1,3 @@
+from orchestration.sensors.landing import landing_sensor
+
+__all__ = ["landing_sensor"]

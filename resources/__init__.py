@@ -1,0 +1,7 @@
+"""Dagster resources: thin configuration shells over ``roadlens`` objects."""
+
+from resources.detector import DetectorResource
+from resources.lake import LakeResource, roadlens_home
+from resources.sources import SourcesResource
+
+__all__ = ["DetectorResource", "LakeResource", "SourcesResource", "roadlens_home"]

@@ -1,0 +1,375 @@
+"""``roadlens``: ingest videos, query the lake, evaluate against synthetic truth, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _home() -> Path:
+    return Path(os.environ.get("ROADLENS_HOME", ".roadlens")).resolve()
+
+
+def _lake_root(args: argparse.Namespace) -> Path:
+    return Path(args.lake or os.environ.get("ROADLENS_LAKE") or _home() / "lake").resolve()
+
+
+def _prepare_dagster_home() -> Path:
+    """Default ``DAGSTER_HOME`` to ``$ROADLENS_HOME/dagster`` with the project's embedded config."""
+    home = Path(os.environ.get("DAGSTER_HOME") or _home() / "dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
+        config.write_text((PROJECT_ROOT / "dagster.yaml").read_text())
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _import_definitions():
+    # The code location lives next to the package in a source checkout.
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    from orchestration.definitions import defs
+
+    return defs
+
+
+def ingest(
+    paths: list[str],
+    *,
+    lake_root: Path,
+    landing: Path | None = None,
+    gps: str | None = None,
+    source_id: str | None = None,
+    force: bool = False,
+    detector_overrides: dict | None = None,
+    quiet: bool = False,
+) -> dict:
+    """Register ``paths`` and materialize the spine for their capture dates; return a summary."""
+    import dagster as dg
+
+    defs = _import_definitions()
+    from assets.batch import batch_run_config
+    from resources import DetectorResource, LakeResource, SourcesResource
+    from roadlens.registry import VIDEO_SUFFIXES, register_video
+
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"roadlens ingest: no such file or folder: {raw}")
+    if not files:
+        raise ValueError(f"roadlens ingest: no video files in {paths}")
+    if gps and len(files) > 1:
+        raise ValueError(
+            "roadlens ingest: --gps names one track, so give exactly one video with it"
+        )
+    landing = (landing or Path(os.path.commonpath([f.resolve().parent for f in files]))).resolve()
+    sources = SourcesResource(landing_dir=str(landing))
+    by_date: dict[str, list] = defaultdict(list)
+    for f in files:
+        record = register_video(
+            f, landing_root=landing, sources=sources.sources(), source_id=source_id, gps_path=gps
+        )
+        by_date[record.capture_date].append(record)
+    instance = dg.DagsterInstance.get()
+    # The same asset definitions the code location serves; resources are bound per call.
+    from assets.spine import SPINE
+
+    assert all(defs.resolve_assets_def(a.key) for a in SPINE)
+    assets = list(SPINE)
+    resources = {
+        "lake": LakeResource(root=str(lake_root)),
+        "sources": sources,
+        "detector": DetectorResource(**(detector_overrides or {})),
+    }
+    summary: dict = {
+        "dates": {},
+        "lake": str(lake_root),
+        "dagster_home": os.environ["DAGSTER_HOME"],
+    }
+    for date, records in sorted(by_date.items()):
+        started = time.perf_counter()
+        result = dg.materialize(
+            assets,
+            partition_key=date,
+            resources=resources,
+            instance=instance,
+            run_config=batch_run_config(
+                [r.video_id for r in records],
+                [r.path for r in records],
+                force=force,
+                source_id=source_id or "",
+                gps=gps or "",
+            ),
+            tags={"lane": "ingest"},
+        )
+        summary["dates"][date] = _run_summary(result, time.perf_counter() - started)
+        if not quiet:
+            print(format_summary(date, summary["dates"][date]))
+    return summary
+
+
+def _run_summary(result, seconds: float) -> dict:
+    meta = {}
+    for node in ("videos", "frames", "detections", "enriched_detections"):
+        mats = result.asset_materializations_for_node(node)
+        meta[node] = {k: v.value for k, v in mats[-1].metadata.items()} if mats else {}
+    frames = meta["frames"].get("per_video", {})
+    dets = meta["detections"].get("per_video", {})
+    enriched = meta["enriched_detections"].get("per_video", {})
+    per_class: Counter[str] = Counter()
+    for v in dets.values():
+        per_class.update(v.get("per_class", {}))
+    rows = sum(v["rows"] for v in enriched.values())
+    gps_rows = sum(v["rows"] * v.get("gps_coverage", 0.0) for v in enriched.values())
+    return {
+        "run_id": result.run_id,
+        "videos": len(frames),
+        "frames": sum(v["rows"] for v in frames.values()),
+        "partial_videos": [k for k, v in frames.items() if v.get("partial")],
+        "detections": rows,
+        "per_class": dict(sorted(per_class.items())),
+        "tracks": sum(v.get("tracks", 0) for v in dets.values()),
+        "gps_coverage": gps_rows / rows if rows else 0.0,
+        "backend": meta["detections"].get("backend", "?"),
+        "seconds": {
+            "frames": sum(v["seconds"] for v in frames.values()),
+            "detections": sum(v["seconds"] for v in dets.values()),
+            "model": sum(v.get("model_seconds", 0.0) for v in dets.values()),
+            "enrich": sum(v["seconds"] for v in enriched.values()),
+            "run_total": seconds,
+        },
+        "outputs": meta["enriched_detections"].get("files", []),
+    }
+
+
+def format_summary(date: str, s: dict) -> str:
+    secs = s["seconds"]
+    lines = [
+        f"capture date {date}: {s['videos']} videos, run {s['run_id']}",
+        f"  frames sampled     {s['frames']}"
+        + (f"  (partial: {', '.join(s['partial_videos'])})" if s["partial_videos"] else ""),
+        f"  detections         {s['detections']}  "
+        + ", ".join(f"{k}={v}" for k, v in s["per_class"].items()),
+        f"  tracks             {s['tracks']}",
+        f"  GPS coverage       {s['gps_coverage']:.0%}",
+        f"  backend            {s['backend']}",
+        f"  seconds per stage  frames {secs['frames']:.2f} | detections {secs['detections']:.2f} "
+        f"(model {secs['model']:.2f}) | enrich {secs['enrich']:.2f} | run total {secs['run_total']:.2f}",
+    ]
+    lines += [f"  output             {p}" for p in s["outputs"]]
+    return "\n".join(lines)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    _prepare_dagster_home()
+    overrides = {
+        k: v
+        for k, v in {"weights": args.weights, "backend": args.backend, "imgsz": args.imgsz}.items()
+        if v
+    }
+    ingest(
+        args.paths,
+        lake_root=_lake_root(args),
+        landing=Path(args.landing) if args.landing else None,
+        gps=args.gps,
+        source_id=args.source_id,
+        force=args.force,
+        detector_overrides=overrides,
+    )
+    print(
+        f'lake: {_lake_root(args)}  (query it: roadlens query "SELECT * FROM detections LIMIT 5")'
+    )
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from roadlens.sinks.duckdb_views import query
+
+    result = query(_lake_root(args), args.sql)
+    if args.format == "csv":
+        print(result.frame.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(result.frame.to_json(orient="records", date_format="iso"))
+    else:
+        with_pd_options = result.frame.to_string(index=False, max_rows=args.max_rows)
+        print(with_pd_options)
+        print(f"({len(result.frame)} rows, {result.seconds * 1000:.1f} ms)", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from roadlens.detect.evaluate import evaluate_detections, load_truth
+    from roadlens.pipeline import FRAMES_TABLE, RAW_TABLE
+    from roadlens.sinks.duckdb_views import connect
+    from roadlens.sinks.parquet import ParquetLake
+
+    lake = ParquetLake(_lake_root(args))
+    con = connect(lake.root)
+    where = "" if not args.video_ids else "WHERE video_id IN (SELECT unnest(?))"
+    params = [args.video_ids] if args.video_ids else []
+    videos = con.execute(
+        f"SELECT video_id, path FROM videos {where} ORDER BY video_id", params
+    ).fetchall()
+    if not videos:
+        print("roadlens eval: no matching videos in the lake; ingest some first", file=sys.stderr)
+        return 2
+    reports = {}
+    for video_id, path in videos:
+        try:
+            truth = load_truth(path)
+        except FileNotFoundError as exc:
+            print(f"skip {video_id}: {exc}", file=sys.stderr)
+            continue
+        preds = lake.read_video(RAW_TABLE, video_id).to_pandas()
+        frames = lake.read_video(FRAMES_TABLE, video_id).column("frame_number").to_numpy()
+        report = evaluate_detections(preds, truth, frames=frames, iou_threshold=args.iou)
+        reports[video_id] = report.to_dict()
+        print(f"== {video_id}\n{report.format()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(reports, indent=2))
+    return 0 if reports else 2
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from roadlens.synth import render_drive_set
+
+    clips = render_drive_set(
+        args.out,
+        vehicle_id=args.vehicle_id,
+        session_id=args.session_id,
+        clips=args.clips,
+        seconds=args.seconds,
+        fps=args.fps,
+        seed=args.seed,
+        view=args.view,
+    )
+    for clip in clips:
+        print(f"{clip.video_path}  {clip.frames} frames, {len(clip.truth)} truth boxes")
+    return 0
+
+
+def cmd_train_demo(args: argparse.Namespace) -> int:
+    from roadlens.detect.train import train_demo_detector
+
+    result = train_demo_detector(
+        args.out, work_dir=args.work_dir, epochs=args.epochs, imgsz=args.imgsz
+    )
+    print(json.dumps({"weights": str(result.weights), **result.metrics}, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from roadlens.synth import render_drive_set
+
+    home = _home()
+    landing = home / "landing"
+    print(
+        f"rendering {args.clips} synthetic dashcam clips of {args.seconds:.0f} s into {landing} ..."
+    )
+    clips = render_drive_set(landing, clips=args.clips, seconds=args.seconds, seed=args.seed)
+    _prepare_dagster_home()
+    print(
+        "running the spine (videos -> frames -> detections -> enriched_detections) in-process ..."
+    )
+    ingest(
+        [str(c.video_path) for c in clips], lake_root=_lake_root(args), landing=landing, force=True
+    )
+    from roadlens.sinks.duckdb_views import query
+
+    top = query(
+        _lake_root(args),
+        "SELECT class_name, count(*) AS n, count(DISTINCT track_id) AS tracks "
+        "FROM detections GROUP BY 1 ORDER BY 2 DESC",
+    ).frame
+    print("\nDuckDB over the lake:\n" + top.to_string(index=False))
+    print(
+        f"\nlake: {_lake_root(args)}\ndagster home: {os.environ['DAGSTER_HOME']}  (make ui to browse runs)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="roadlens", description=__doc__)
+    parser.add_argument(
+        "--lake", help="lake folder (default $ROADLENS_LAKE or $ROADLENS_HOME/lake)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="register videos and run the spine for their capture dates")
+    p.add_argument("paths", nargs="+", help="video files or folders")
+    p.add_argument(
+        "--gps",
+        help="GPS track (CSV, GPX, NMEA) for a single video; default: sidecar with the same stem",
+    )
+    p.add_argument(
+        "--source-id", help="source id (default: from sources YAML or the folder layout)"
+    )
+    p.add_argument("--landing", help="landing root for the <vehicle>/<session>/<file> convention")
+    p.add_argument("--weights", help="ultralytics weights (default: models/roadlens-det.pt)")
+    p.add_argument("--backend", choices=["auto", "pytorch", "openvino", "onnx"])
+    p.add_argument("--imgsz", type=int)
+    p.add_argument("--force", action="store_true", help="reprocess videos that are done")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("query", help="run SQL with DuckDB over the lake views")
+    p.add_argument("sql")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--max-rows", type=int, default=60)
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("eval", help="compare detections with synthetic ground truth")
+    p.add_argument("video_ids", nargs="*")
+    p.add_argument("--iou", type=float, default=0.5)
+    p.add_argument("--json", help="also write the reports to this file")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("synth", help="render synthetic clips into a landing folder")
+    p.add_argument("out")
+    p.add_argument("--clips", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=12.0)
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--view", choices=["dashcam", "roadside"], default="dashcam")
+    p.add_argument("--vehicle-id", default="veh-01")
+    p.add_argument("--session-id", default="session-a")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train-demo", help="train the demo detector on synthetic scenes")
+    p.add_argument("--out", default=str(PROJECT_ROOT / "models" / "roadlens-det.pt"))
+    p.add_argument("--work-dir", default=str(_home() / "train"))
+    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--imgsz", type=int, default=512)
+    p.set_defaults(func=cmd_train_demo)
+
+    p = sub.add_parser("demo", help="render a sample drive and run the whole spine on it")
+    p.add_argument("--clips", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=12.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"roadlens: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

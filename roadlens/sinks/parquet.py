@@ -1,0 +1,137 @@
+"""The Parquet lake: one deterministic file per video and table, hive-partitioned.
+
+Layout: ``<root>/<table>/date=YYYY-MM-DD/source_id=<id>/<video_id>.parquet``. A write goes
+to ``<root>/_staging`` (outside every table tree: DuckDB globs read dot-files) and is
+moved into place with ``os.replace``, so readers see the old file or the new one, never
+half a file, and a re-run replaces exactly one video's rows. pyarrow's
+``existing_data_behavior="delete_matching"`` is never used: it wipes sibling videos.
+
+Example:
+    >>> lake = ParquetLake(tmp_path)  # doctest: +SKIP
+    >>> lake.write_video("detections", table, date="2026-05-04", source_id="veh-01", video_id="v")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from roadlens.ids import slugify
+
+PARTITION_COLUMNS = ("date", "source_id")
+
+
+@dataclass(frozen=True)
+class WriteStats:
+    """What one write put where."""
+
+    path: Path
+    rows: int
+    bytes: int
+    seconds: float
+
+
+class ParquetLake:
+    """A folder of hive-partitioned Parquet tables with atomic per-video writes."""
+
+    def __init__(self, root: str | Path, *, compression: str = "zstd") -> None:
+        self.root = Path(root)
+        self.compression = compression
+
+    @property
+    def staging(self) -> Path:
+        return self.root / "_staging"
+
+    def video_path(self, table: str, *, date: str, source_id: str, video_id: str) -> Path:
+        return (
+            self.root
+            / slugify(table)
+            / f"date={date}"
+            / f"source_id={slugify(source_id)}"
+            / f"{slugify(video_id)}.parquet"
+        )
+
+    def write_video(
+        self, table_name: str, table: pa.Table, *, date: str, source_id: str, video_id: str
+    ) -> WriteStats:
+        """Replace one video's file of ``table_name`` with ``table`` atomically.
+
+        Partition columns live in the path, so they are dropped from the file; DuckDB and
+        pyarrow's hive partitioning restore them. Any older copy of the same video under
+        another date or source (its capture date was corrected) is removed.
+        """
+        started = time.perf_counter()
+        final = self.video_path(table_name, date=date, source_id=source_id, video_id=video_id)
+        body = table.drop_columns([c for c in PARTITION_COLUMNS if c in table.column_names])
+        self.staging.mkdir(parents=True, exist_ok=True)
+        tmp = self.staging / f"{final.stem}.{uuid.uuid4().hex}.parquet"
+        try:
+            pq.write_table(body, tmp, compression=self.compression, row_group_size=256_000)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        for stale in self.find_video(table_name, video_id):
+            if stale != final:
+                stale.unlink(missing_ok=True)
+        return WriteStats(
+            final, table.num_rows, final.stat().st_size, time.perf_counter() - started
+        )
+
+    def find_video(self, table_name: str, video_id: str) -> list[Path]:
+        """Every file of ``video_id`` in ``table_name`` (normally one)."""
+        return sorted(
+            (self.root / slugify(table_name)).glob(
+                f"date=*/source_id=*/{slugify(video_id)}.parquet"
+            )
+        )
+
+    def has_video(self, table_name: str, video_id: str) -> bool:
+        return bool(self.find_video(table_name, video_id))
+
+    def read_video(self, table_name: str, video_id: str) -> pa.Table:
+        """One video's rows with its partition columns restored."""
+        files = self.find_video(table_name, video_id)
+        if not files:
+            raise FileNotFoundError(
+                f"lake table {table_name!r} has no file for video {video_id!r} under {self.root}"
+            )
+        path = files[0]
+        table = pq.read_table(path)
+        source_id = path.parent.name.removeprefix("source_id=")
+        date = path.parent.parent.name.removeprefix("date=")
+        return table.append_column(
+            "source_id", pa.array([source_id] * table.num_rows, pa.string())
+        ).append_column("date", pa.array([date] * table.num_rows, pa.string()))
+
+    def read_date(self, table_name: str, date: str) -> pa.Table | None:
+        """All rows of one date (None when the date has no files)."""
+        folder = self.root / slugify(table_name) / f"date={date}"
+        files = sorted(folder.glob("source_id=*/*.parquet"))
+        if not files:
+            return None
+        return pa.concat_tables(
+            [self.read_video(table_name, f.stem) for f in files], promote_options="default"
+        )
+
+    def remove_video_media(self, folder: Path) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def tables(self) -> list[str]:
+        """Names of the tables that hold at least one file."""
+        if not self.root.exists():
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir()
+            and not p.name.startswith(("_", "."))
+            and any(p.glob("date=*/source_id=*/*.parquet"))
+        )
