@@ -58,7 +58,7 @@ def outcome_metadata(outcomes: list[StageOutcome], **totals: object) -> dict[str
     meta: dict[str, dg.MetadataValue] = {
         "videos": dg.MetadataValue.int(len(outcomes)),
         "rows": dg.MetadataValue.int(sum(o.rows for o in outcomes)),
-        "seconds": dg.MetadataValue.float(round(sum(o.seconds for o in outcomes), 3)),
+        "seconds": dg.MetadataValue.float(round(sum((o.seconds for o in outcomes), 0.0), 3)),
         "per_video": dg.MetadataValue.json(per_video),
     }
     files = [str(o.write.path) for o in outcomes if o.write is not None]

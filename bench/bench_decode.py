@@ -18,12 +18,8 @@ import importlib.util
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -31,17 +27,10 @@ import cv2
 # Runnable as a plain script from the repository root or anywhere else.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import Method, interleave
 from roadlens.video import iter_sampled_frames, probe
 
 DEFAULT_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "dashcam.mp4"
-
-
-@dataclass(frozen=True)
-class Method:
-    """One way of decoding the clip; ``run`` returns the number of frames it delivered."""
-
-    name: str
-    run: Callable[[], int]
 
 
 def find_ffmpeg() -> str | None:
@@ -117,14 +106,11 @@ def bench(clip: Path, rounds: int, fps: float) -> None:
     notes: list[str] = []
     info = probe(clip)
     methods = methods_for(clip, fps, notes)
-    counts = {m.name: m.run() for m in methods}  # warm-up: page cache, codec init
-    times: dict[str, list[float]] = {m.name: [] for m in methods}
-    for _ in range(rounds):
-        for method in methods:
-            started = time.perf_counter()
-            method.run()
-            times[method.name].append(time.perf_counter() - started)
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    # Each method's ``run`` returns the frames it delivered; the warm-up round (page
+    # cache, codec init) supplies those counts.
+    timings = interleave(methods, rounds)
+    counts = {name: timing.warmup for name, timing in timings.items()}
+    medians = {name: timing.median for name, timing in timings.items()}
 
     read_all_s = medians["read all frames (cv2 read)"]
     ffmpeg_s = next((s for name, s in medians.items() if "pipe" in name), None)

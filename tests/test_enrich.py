@@ -78,7 +78,9 @@ def test_interpolate_nulls_inside_large_gap_and_beyond_ends() -> None:
     lat_known = out["lat"].notna().tolist()
     # before first (2 s: clamp), too early, inside, on a fix, then 18 s gap, clamp, too late
     assert lat_known == [True, False, True, True, False, False, False, True, False]
-    assert out.loc[~out["lat"].notna()].isna().all().all()  # every field is null
+    gps_fields = ["lat", "lon", "heading_deg", "speed_mps"]
+    assert out.loc[~out["lat"].notna(), gps_fields].isna().all().all()  # every GPS field is null
+    assert out["gps_age_s"][5] == pytest.approx(8.0)  # ...but the age of the nearest fix is kept
     assert out["gps_age_s"][0] == pytest.approx(2.0)
     assert out["lon"][0] == pytest.approx(11.0)  # clamped to the first fix
     assert out["gps_age_s"][2] == pytest.approx(0.5)
@@ -354,7 +356,8 @@ def test_enrich_with_track_fills_gps_and_nulls_gaps() -> None:
     assert out["lat"].tolist() == pytest.approx([48.0] * 4)
     assert out["gps_age_s"].tolist() == pytest.approx([0.0, 0.0, 0.0, 0.5])
     far = _enrich(_raw(), _track([100.0, 101.0])).to_pandas()
-    assert far[["lat", "lon", "heading_deg", "speed_mps", "gps_age_s"]].isna().all().all()
+    assert far[["lat", "lon", "heading_deg", "speed_mps"]].isna().all().all()
+    assert far["gps_age_s"].notna().all()  # how stale the nearest fix is stays known
 
 
 def test_enrich_empty_input() -> None:

@@ -251,6 +251,8 @@ class Detector:
         shape = letterbox_shape(height, width, self.config.imgsz)
         if (shape if self.backend != "pytorch" else (0, 0)) not in self._models:
             self.warmup(height, width)
+        # Loading another YOLO model anywhere in the process resets torch's thread count.
+        self._use_all_cores()
         # Loading, exporting and warming up happen once per detector; they are reported apart.
         self.load_seconds += time.perf_counter() - load_started
         started = time.perf_counter()

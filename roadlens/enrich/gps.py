@@ -374,9 +374,10 @@ def interpolate_track(
 
     lat/lon/speed are linear in time (longitude unwrapped across the antimeridian), heading
     is circular (sin/cos interpolated, so 350° → 10° passes 0°, not 180°). ``gps_age_s`` is
-    the distance in seconds to the nearest fix. Every field is NaN where a time falls in a
-    gap between fixes longer than ``max_gap_s``, or lies more than ``max_gap_s`` before the
-    first / after the last fix; within that tolerance it is clamped to the end fix.
+    the distance in seconds to the nearest fix and is always filled. Every other field is NaN
+    where a time falls in a gap between fixes longer than ``max_gap_s``, or lies more than
+    ``max_gap_s`` before the first / after the last fix; within that tolerance it is clamped
+    to the end fix.
 
     Returns:
         Float64 columns lat, lon, heading_deg, speed_mps, gps_age_s aligned with ``times``
@@ -440,7 +441,9 @@ def interpolate_track(
         "gps_age_s": age,
     }
     for name, values in columns.items():
-        out[name] = np.where(valid, values, np.nan)
+        # The age stays known in a gap: readers can tell "no fix for 8 s" from "no GPS at all".
+        keep = ~np.isnan(x) if name == "gps_age_s" else valid
+        out[name] = np.where(keep, values, np.nan)
     return out
 
 

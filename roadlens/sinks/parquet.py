@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import uuid
@@ -26,6 +27,20 @@ import pyarrow.parquet as pq
 from roadlens.ids import slugify
 
 PARTITION_COLUMNS = ("date", "source_id")
+_SAFE_STEM = re.compile(r"[a-z0-9][a-z0-9._-]{0,199}")
+
+
+def file_stem(video_id: str) -> str:
+    """The file name (without ``.parquet``) of a video: the id itself when it is path-safe.
+
+    Ids from :func:`roadlens.ids.video_id_for` are kept verbatim: slugifying them again would
+    collapse their ``--`` separator, so ``a--b-c`` (source ``a``) and ``a-b--c`` (source
+    ``a-b``) would share a name and writing one would delete the other as stale.
+
+    >>> file_stem("veh-01--drive-0001"), file_stem("Cam 3/Drive")
+    ('veh-01--drive-0001', 'cam-3-drive')
+    """
+    return video_id if _SAFE_STEM.fullmatch(video_id) else slugify(video_id)
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,7 @@ class ParquetLake:
             / slugify(table)
             / f"date={date}"
             / f"source_id={slugify(source_id)}"
-            / f"{slugify(video_id)}.parquet"
+            / f"{file_stem(video_id)}.parquet"
         )
 
     def write_video(
@@ -89,7 +104,7 @@ class ParquetLake:
         """Every file of ``video_id`` in ``table_name`` (normally one)."""
         return sorted(
             (self.root / slugify(table_name)).glob(
-                f"date=*/source_id=*/{slugify(video_id)}.parquet"
+                f"date=*/source_id=*/{file_stem(video_id)}.parquet"
             )
         )
 

@@ -1,0 +1,81 @@
+"""The code location loads and wires assets, job, schedule and sensor as documented."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+from orchestration.definitions import defs
+from orchestration.partitions import capture_date
+
+SPINE_KEYS = {"videos", "frames", "detections", "enriched_detections"}
+
+
+def test_definitions_are_loadable() -> None:
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_spine_asset_keys_groups_and_lineage() -> None:
+    specs = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
+    assert set(specs) == SPINE_KEYS
+    assert {spec.group_name for spec in specs.values()} == {"spine"}
+    upstream = {
+        key: {d.asset_key.to_user_string() for d in spec.deps} for key, spec in specs.items()
+    }
+    assert upstream == {
+        "videos": set(),
+        "frames": {"videos"},
+        "detections": {"frames"},
+        "enriched_detections": {"detections"},
+    }
+
+
+@pytest.mark.parametrize("key", sorted(SPINE_KEYS))
+def test_every_asset_is_partitioned_by_daily_capture_date(key: str) -> None:
+    spec = next(s for s in defs.resolve_all_asset_specs() if s.key.to_user_string() == key)
+    assert spec.partitions_def == capture_date
+    assert isinstance(spec.partitions_def, dg.DailyPartitionsDefinition)
+    assert spec.partitions_def.timezone == "UTC"
+    assert spec.partitions_def.has_partition_key("2026-05-04")
+
+
+def test_capture_date_includes_today() -> None:
+    # end_offset=1: the sensor can run videos captured today.
+    today = datetime.now(UTC).date().isoformat()
+    assert capture_date.get_last_partition_key() == today
+
+
+def test_spine_job_selects_the_spine() -> None:
+    job = defs.resolve_job_def("spine_job")
+    assert job.partitions_def == capture_date
+    keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert keys == SPINE_KEYS
+
+
+def test_nightly_schedule_runs_at_two_for_the_previous_day() -> None:
+    schedule = defs.get_repository_def().get_schedule_def("nightly_spine_schedule")
+    assert schedule.job_name == "spine_job"
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.execution_timezone in (None, "UTC")
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 5, 5, 2, 0, tzinfo=UTC),
+            repository_def=defs.get_repository_def(),
+        )
+        result = schedule.evaluate_tick(context)
+    assert [r.partition_key for r in result.run_requests or []] == ["2026-05-04"]
+
+
+def test_landing_sensor_targets_the_spine_job() -> None:
+    sensor = defs.get_repository_def().get_sensor_def("landing_sensor")
+    assert sensor.job_name == "spine_job"
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert {"sources"} <= set(sensor.required_resource_keys)
+
+
+def test_resources_are_bound() -> None:
+    repo = defs.get_repository_def()
+    assert {"lake", "sources", "detector"} <= set(repo.get_top_level_resources())

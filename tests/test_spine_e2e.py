@@ -1,0 +1,406 @@
+"""The whole spine on rendered dashcam clips: lake contents, metadata, idempotency, nightly, CLI.
+
+Only plumbing is asserted (counts agree between lake tables and metadata, ids, re-runs);
+the detector is still being trained, so detection quality is never checked. A low
+confidence threshold makes boxes likely even from a young model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from assets.batch import batch_run_config
+from assets.spine import SPINE
+from resources import DetectorResource, LakeResource, SourcesResource
+from roadlens import pipeline
+from roadlens.registry import VideoRecord, register_video
+from roadlens.sinks.duckdb_views import query
+from roadlens.sinks.parquet import ParquetLake
+from tests.conftest import CAPTURE_DATE, CLIP_FPS, CLIP_SECONDS, LandingClips
+
+pytestmark = pytest.mark.slow
+
+SAMPLE_FPS = 5.0
+FRAMES_PER_VIDEO = int(CLIP_SECONDS * SAMPLE_FPS)  # 15 for a 3 s clip sampled at 5 fps
+TABLES = (
+    pipeline.VIDEOS_TABLE,
+    pipeline.FRAMES_TABLE,
+    pipeline.RAW_TABLE,
+    pipeline.DETECTIONS_TABLE,
+)
+SORT_KEYS = {
+    pipeline.VIDEOS_TABLE: ["video_id"],
+    pipeline.FRAMES_TABLE: ["video_id", "frame_number"],
+    pipeline.RAW_TABLE: [
+        "video_id",
+        "frame_number",
+        "class_id",
+        "x1",
+        "y1",
+        "x2",
+        "y2",
+        "confidence",
+    ],
+    pipeline.DETECTIONS_TABLE: ["detection_id"],
+}
+# Columns that carry the time of (re-)registration: a re-run re-registers the named paths.
+REGISTRATION_TIME = {
+    pipeline.VIDEOS_TABLE: {"registered_at"},
+    pipeline.DETECTIONS_TABLE: {"ingested_at"},
+}
+NODE_TABLE = {
+    "videos": pipeline.VIDEOS_TABLE,
+    "frames": pipeline.FRAMES_TABLE,
+    "detections": pipeline.RAW_TABLE,
+    "enriched_detections": pipeline.DETECTIONS_TABLE,
+}
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _resources(lake_root: Path, landing: Path, weights: Path) -> dict:
+    return {
+        "lake": LakeResource(root=str(lake_root)),
+        "sources": SourcesResource(landing_dir=str(landing), sample_fps=SAMPLE_FPS),
+        "detector": DetectorResource(weights=str(weights), conf=0.01),
+    }
+
+
+def _materialize(
+    instance: dg.DagsterInstance, resources: dict, run_config: dict | None
+) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(
+        list(SPINE),
+        partition_key=CAPTURE_DATE,
+        resources=resources,
+        instance=instance,
+        run_config=run_config,
+    )
+    assert result.success
+    return result
+
+
+def _meta(result: dg.ExecuteInProcessResult, node: str) -> dict:
+    mats = result.asset_materializations_for_node(node)
+    assert len(mats) == 1 and mats[0].partition == CAPTURE_DATE
+    return {k: v.value for k, v in mats[0].metadata.items()}
+
+
+def _sorted(lake: ParquetLake, table: str) -> pa.Table:
+    data = lake.read_date(table, CAPTURE_DATE)
+    assert data is not None, f"no {table} files for {CAPTURE_DATE}"
+    return data.sort_by([(k, "ascending") for k in SORT_KEYS[table]])
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def _changed_columns(a: pa.Table, b: pa.Table) -> set[str]:
+    assert a.column_names == b.column_names and a.num_rows == b.num_rows
+    return {name for name in a.column_names if not a.column(name).equals(b.column(name))}
+
+
+@dataclass
+class Snapshot:
+    files: list[str]
+    tables: dict[str, pa.Table]
+
+    @classmethod
+    def take(cls, lake: ParquetLake) -> Snapshot:
+        return cls(_files(lake.root), {t: _sorted(lake, t) for t in TABLES})
+
+
+@dataclass
+class SpineRuns:
+    clips: LandingClips
+    lake: ParquetLake
+    records: list[VideoRecord]
+    first: dg.ExecuteInProcessResult
+    first_snapshot: Snapshot
+    rerun: dg.ExecuteInProcessResult
+    rerun_snapshot: Snapshot
+    nightly: dg.ExecuteInProcessResult
+    nightly_force: dg.ExecuteInProcessResult
+    force_snapshot: Snapshot
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.video_id for r in self.records]
+
+
+@pytest.fixture(scope="module")
+def module_env(roadlens_home_dir: Path) -> Iterator[Path]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROADLENS_HOME", str(roadlens_home_dir))
+        mp.setenv("YOLO_OFFLINE", "1")
+        mp.setenv("YOLO_CONFIG_DIR", str(roadlens_home_dir / "ultralytics"))
+        for name in ("ROADLENS_LAKE", "ROADLENS_LANDING", "ROADLENS_SOURCES", "ROADLENS_WEIGHTS"):
+            mp.delenv(name, raising=False)
+        yield roadlens_home_dir
+
+
+@pytest.fixture(scope="module")
+def spine(
+    module_env: Path,
+    dashcam_clip_dir: LandingClips,
+    detector_weights: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> SpineRuns:
+    """A sensor-style micro-batch of both clips, the same run again, then nightly runs."""
+    lake = ParquetLake(tmp_path_factory.mktemp("spine") / "lake")
+    landing = dashcam_clip_dir.landing
+    records = [register_video(p, landing_root=landing) for p in dashcam_clip_dir.paths]
+    config = batch_run_config([r.video_id for r in records], [r.path for r in records])
+    resources = _resources(lake.root, landing, detector_weights)
+    with dg.instance_for_test() as instance:
+        first = _materialize(instance, resources, config)
+        first_snapshot = Snapshot.take(lake)
+        rerun = _materialize(instance, resources, config)
+        rerun_snapshot = Snapshot.take(lake)
+        nightly = _materialize(instance, resources, None)
+        nightly_force = _materialize(instance, resources, batch_run_config([], force=True))
+        force_snapshot = Snapshot.take(lake)
+    return SpineRuns(
+        dashcam_clip_dir,
+        lake,
+        records,
+        first,
+        first_snapshot,
+        rerun,
+        rerun_snapshot,
+        nightly,
+        nightly_force,
+        force_snapshot,
+    )
+
+
+# -- the first run ------------------------------------------------------------------------
+
+
+def test_registered_ids_and_capture_metadata(spine: SpineRuns) -> None:
+    assert spine.ids == ["veh-01--drive-0000", "veh-01--drive-0001"]
+    videos = spine.first_snapshot.tables[pipeline.VIDEOS_TABLE]
+    assert videos.column("video_id").to_pylist() == spine.ids
+    assert set(videos.column("capture_date").to_pylist()) == {CAPTURE_DATE}
+    assert set(videos.column("date").to_pylist()) == {CAPTURE_DATE}
+    assert set(videos.column("source_id").to_pylist()) == {"veh-01"}
+    assert set(videos.column("session_id").to_pylist()) == {"session-a"}
+    assert set(videos.column("capture_time_source").to_pylist()) == {"container"}
+    assert all(p.endswith(".csv") for p in videos.column("gps_path").to_pylist())
+
+
+def test_lake_holds_every_table_for_both_videos(spine: SpineRuns) -> None:
+    for table in TABLES:
+        files = spine.lake.find_video(table, spine.ids[0]) + spine.lake.find_video(
+            table, spine.ids[1]
+        )
+        assert len(files) == 2, table
+        for video_id, path in zip(spine.ids, files, strict=True):
+            assert path == spine.lake.video_path(
+                table, date=CAPTURE_DATE, source_id="veh-01", video_id=video_id
+            )
+    assert sorted(spine.lake.tables()) == sorted(TABLES)
+    assert not spine.lake.staging.exists() or list(spine.lake.staging.iterdir()) == []
+
+
+def test_frames_per_video_and_jpegs(spine: SpineRuns) -> None:
+    frames = spine.first_snapshot.tables[pipeline.FRAMES_TABLE]
+    counts = pc.value_counts(frames.column("video_id")).to_pylist()
+    assert {c["values"]: c["counts"] for c in counts} == dict.fromkeys(spine.ids, FRAMES_PER_VIDEO)
+    step = round(CLIP_FPS / SAMPLE_FPS)
+    for video_id in spine.ids:
+        one = frames.filter(pc.equal(frames.column("video_id"), video_id))
+        assert one.column("frame_number").to_pylist() == list(range(0, 90, step))
+        paths = [Path(p) for p in one.column("image_path").to_pylist()]
+        record = next(r for r in spine.records if r.video_id == video_id)
+        assert all(
+            p.parent == pipeline.media_dir(spine.lake, record) and p.is_file() for p in paths
+        )
+        assert len(list(pipeline.media_dir(spine.lake, record).iterdir())) == FRAMES_PER_VIDEO
+
+
+def test_detections_match_raw_detections(spine: SpineRuns) -> None:
+    raw = spine.first_snapshot.tables[pipeline.RAW_TABLE]
+    det = spine.first_snapshot.tables[pipeline.DETECTIONS_TABLE]
+    assert det.num_rows == raw.num_rows
+    for video_id in spine.ids:
+        n_raw = spine.lake.read_video(pipeline.RAW_TABLE, video_id).num_rows
+        n_det = spine.lake.read_video(pipeline.DETECTIONS_TABLE, video_id).num_rows
+        assert n_det == n_raw
+    ids = det.column("detection_id")
+    assert pc.count_distinct(ids).as_py() == det.num_rows
+    assert ids.null_count == 0
+    frames = spine.first_snapshot.tables[pipeline.FRAMES_TABLE]
+    sampled = set(
+        zip(frames["video_id"].to_pylist(), frames["frame_number"].to_pylist(), strict=True)
+    )
+    assert (
+        set(zip(det["video_id"].to_pylist(), det["frame_number"].to_pylist(), strict=True))
+        <= sampled
+    )
+
+
+def test_every_detection_has_gps(spine: SpineRuns) -> None:
+    det = spine.first_snapshot.tables[pipeline.DETECTIONS_TABLE]
+    for column in ("lat", "lon"):
+        assert det.column(column).null_count == 0, column
+    assert set(det.column("source_id").to_pylist()) <= {"veh-01"}
+    assert set(det.column("vehicle_id").to_pylist()) <= {"veh-01"}
+
+
+def test_materialization_metadata_matches_the_lake(spine: SpineRuns) -> None:
+    for node, table in NODE_TABLE.items():
+        meta = _meta(spine.first, node)
+        data = spine.first_snapshot.tables[table]
+        assert meta["videos"] == 2, node
+        assert meta["rows"] == data.num_rows, node
+        per_video = meta["per_video"]
+        assert sorted(per_video) == spine.ids
+        for video_id, stats in per_video.items():
+            rows = spine.lake.read_video(table, video_id).num_rows
+            assert stats["rows"] == rows, (node, video_id)
+        assert sorted(meta["files"]) == sorted(
+            str(spine.lake.video_path(table, date=CAPTURE_DATE, source_id="veh-01", video_id=v))
+            for v in spine.ids
+        )
+    per_class = _meta(spine.first, "detections")["per_class"]
+    assert sum(per_class.values()) == spine.first_snapshot.tables[pipeline.RAW_TABLE].num_rows
+
+
+# -- re-runs ------------------------------------------------------------------------------
+
+
+def test_rerun_changes_no_files_and_no_ids(spine: SpineRuns) -> None:
+    assert spine.rerun_snapshot.files == spine.first_snapshot.files
+    before = spine.first_snapshot.tables[pipeline.DETECTIONS_TABLE].column("detection_id")
+    after = spine.rerun_snapshot.tables[pipeline.DETECTIONS_TABLE].column("detection_id")
+    assert set(after.to_pylist()) == set(before.to_pylist())
+    for node, table in NODE_TABLE.items():
+        assert _meta(spine.rerun, node)["rows"] == spine.first_snapshot.tables[table].num_rows
+
+
+def test_rerun_tables_identical_but_registration_time(spine: SpineRuns) -> None:
+    for table in TABLES:
+        before, after = spine.first_snapshot.tables[table], spine.rerun_snapshot.tables[table]
+        changed = _changed_columns(before, after)
+        allowed = REGISTRATION_TIME.get(table, set())
+        assert changed <= allowed, (table, changed)
+        keep = [c for c in before.column_names if c not in allowed]
+        assert before.select(keep).equals(after.select(keep)), table
+
+
+def test_rerun_moves_registration_time_forward(spine: SpineRuns) -> None:
+    # The named paths are re-registered on every micro-batch run, so registered_at (and the
+    # detections' ingested_at derived from it) is the time of the latest run.
+    before = spine.first_snapshot.tables[pipeline.VIDEOS_TABLE].column("registered_at")
+    after = spine.rerun_snapshot.tables[pipeline.VIDEOS_TABLE].column("registered_at")
+    assert all(b < a for b, a in zip(before.to_pylist(), after.to_pylist(), strict=True))
+    det = spine.rerun_snapshot.tables[pipeline.DETECTIONS_TABLE]
+    videos = spine.rerun_snapshot.tables[pipeline.VIDEOS_TABLE]
+    registered = dict(zip(videos["video_id"].to_pylist(), after.to_pylist(), strict=True))
+    assert all(
+        ingested == registered[v]
+        for v, ingested in zip(
+            det["video_id"].to_pylist(), det["ingested_at"].to_pylist(), strict=True
+        )
+    )
+
+
+def test_nightly_skips_done_videos(spine: SpineRuns) -> None:
+    for node in NODE_TABLE:
+        meta = _meta(spine.nightly, node)
+        assert meta["videos"] == 0 and meta["rows"] == 0, node
+
+
+def test_nightly_force_reprocesses_both(spine: SpineRuns) -> None:
+    assert _meta(spine.nightly_force, "videos")["videos"] == 0  # nothing new to register
+    for node in ("frames", "detections", "enriched_detections"):
+        meta = _meta(spine.nightly_force, node)
+        assert meta["videos"] == 2 and sorted(meta["per_video"]) == spine.ids, node
+        assert meta["rows"] == spine.rerun_snapshot.tables[NODE_TABLE[node]].num_rows, node
+    # Nothing was re-registered, so even the registration times are unchanged.
+    assert spine.force_snapshot.files == spine.rerun_snapshot.files
+    for table in TABLES:
+        assert spine.force_snapshot.tables[table].equals(spine.rerun_snapshot.tables[table]), table
+
+
+def test_duckdb_counts_match_the_lake(spine: SpineRuns) -> None:
+    det = spine.force_snapshot.tables[pipeline.DETECTIONS_TABLE]
+    n = query(spine.lake.root, "SELECT count(*) AS n FROM detections").frame.n[0]
+    assert n == det.num_rows
+    frames = query(spine.lake.root, "SELECT count(*) AS n FROM frames").frame.n[0]
+    assert frames == 2 * FRAMES_PER_VIDEO
+    summary = query(
+        spine.lake.root, "SELECT video_id, detections FROM video_summary ORDER BY video_id"
+    ).frame
+    assert summary.video_id.tolist() == spine.ids
+    assert summary.detections.sum() == det.num_rows
+
+
+# -- other ways in ------------------------------------------------------------------------
+
+
+def test_nightly_registers_new_files_from_landing(
+    roadlens_env: Path,
+    dashcam_clip_dir: LandingClips,
+    detector_weights: Path,
+    tmp_path: Path,
+) -> None:
+    lake = ParquetLake(tmp_path / "lake")
+    resources = _resources(lake.root, dashcam_clip_dir.landing, detector_weights)
+    with dg.instance_for_test() as instance:
+        result = _materialize(instance, resources, None)
+    for node, table in NODE_TABLE.items():
+        meta = _meta(result, node)
+        assert meta["videos"] == 2, node
+        assert meta["rows"] == lake.read_date(table, CAPTURE_DATE).num_rows, node
+    assert lake.read_date(pipeline.FRAMES_TABLE, CAPTURE_DATE).num_rows == 2 * FRAMES_PER_VIDEO
+
+
+def test_cli_ingest_one_clip(
+    roadlens_env: Path,
+    dashcam_clip_dir: LandingClips,
+    detector_weights: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from roadlens.cli import ingest
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
+    lake_root = tmp_path / "lake"
+    clip = dashcam_clip_dir.paths[1]
+    summary = ingest(
+        [str(clip)],
+        lake_root=lake_root,
+        landing=dashcam_clip_dir.landing,
+        detector_overrides={"weights": str(detector_weights), "conf": 0.01},
+        quiet=True,
+    )
+    assert list(summary["dates"]) == [CAPTURE_DATE]
+    run = summary["dates"][CAPTURE_DATE]
+    lake = ParquetLake(lake_root)
+    assert run["videos"] == 1
+    assert run["frames"] == FRAMES_PER_VIDEO == lake.read_date("frames", CAPTURE_DATE).num_rows
+    assert run["detections"] == lake.read_video("detections", "veh-01--drive-0001").num_rows
+    assert run["detections"] == lake.read_date("raw_detections", CAPTURE_DATE).num_rows
+    n = query(lake_root, "SELECT count(*) AS n FROM detections").frame.n[0]
+    assert n == run["detections"]
+    assert run["outputs"] == [
+        str(
+            lake.video_path(
+                "detections", date=CAPTURE_DATE, source_id="veh-01", video_id="veh-01--drive-0001"
+            )
+        )
+    ]
+    assert lake.tables() == sorted(TABLES)
