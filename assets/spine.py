@@ -15,6 +15,7 @@ from orchestration.partitions import capture_date
 from resources import DetectorResource, LakeResource, SourcesResource
 from roadlens import pipeline
 from roadlens.registry import list_candidates, register_video, video_id_of
+from roadlens.video import VideoError
 
 GROUP = "spine"
 
@@ -43,21 +44,30 @@ def videos(
                 pipeline.VIDEOS_TABLE, video_id_of(c.path, landing, sources.sources())
             )
         ]
-    outcomes, skipped = [], Counter()
+    outcomes, skipped, unreadable = [], Counter(), {}
     for path in paths:
-        record = register_video(
-            path,
-            landing_root=landing,
-            sources=sources.sources(),
-            source_id=config.source_id or None,
-            gps_path=config.gps or None,
-        )
+        try:
+            record = register_video(
+                path,
+                landing_root=landing,
+                sources=sources.sources(),
+                source_id=config.source_id or None,
+                gps_path=config.gps or None,
+            )
+        except (ValueError, OSError) as exc:  # VideoError and GpsError are ValueErrors
+            context.log.error(f"cannot register {path}: {exc}")
+            unreadable[path] = str(exc)
+            continue
         if record.capture_date != date:
             skipped["other date"] += 1
             continue
         outcomes.append(pipeline.register(store, record))
     context.log.info(f"{date}: registered {len(outcomes)} videos")
-    return dg.MaterializeResult(metadata=outcome_metadata(outcomes, skipped=dict(skipped)))
+    metadata = outcome_metadata(outcomes, skipped=dict(skipped), unreadable=unreadable)
+    if unreadable and config.paths:
+        # Files named explicitly must not vanish silently; the good ones are registered.
+        raise dg.Failure(description="; ".join(unreadable.values()), metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(partitions_def=capture_date, group_name=GROUP, deps=[videos], kinds={"opencv", "parquet"})
@@ -69,19 +79,32 @@ def frames(
 ) -> dg.MaterializeResult:
     """Frames sampled at the configured rate by container timestamps: JPEGs plus an index table."""
     store = lake.lake()
-    outcomes = []
+    outcomes, failed = [], {}
     for record in pipeline.select_videos(
         store, context.partition_key, config.video_ids, force=config.force
     ):
-        outcome = pipeline.extract_frames(
-            store, record, target_fps=sources.sample_fps, jpeg_quality=sources.jpeg_quality
-        )
+        try:
+            outcome = pipeline.extract_frames(
+                store, record, target_fps=sources.sample_fps, jpeg_quality=sources.jpeg_quality
+            )
+        except (VideoError, FileNotFoundError) as exc:
+            # Keep going: the other videos' frames are good and stay written.
+            context.log.error(str(exc))
+            failed[record.video_id] = str(exc)
+            continue
         for warning in outcome.extra.get("warnings", []):  # type: ignore[union-attr]
             context.log.warning(warning)
         context.log.info(f"{record.video_id}: {outcome.rows} frames in {outcome.seconds:.2f}s")
         outcomes.append(outcome)
     partial = [o.video_id for o in outcomes if o.extra.get("partial")]
-    return dg.MaterializeResult(metadata=outcome_metadata(outcomes, partial_videos=partial))
+    metadata = outcome_metadata(outcomes, partial_videos=partial, failed_videos=failed)
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} of {len(failed) + len(outcomes)} videos could not be decoded: "
+            + "; ".join(failed.values()),
+            metadata=metadata,
+        )
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(

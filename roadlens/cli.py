@@ -369,6 +369,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"roadlens: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        import duckdb
+
+        if isinstance(exc, duckdb.Error):
+            print(f"roadlens: query failed: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

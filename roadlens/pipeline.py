@@ -12,7 +12,7 @@ import os
 import shutil
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,7 +51,15 @@ def media_dir(lake: ParquetLake, record: VideoRecord) -> Path:
 
 
 def register(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
-    """Write (or rewrite) a video's registry row."""
+    """Write (or rewrite) a video's registry row.
+
+    Registering an unchanged file again keeps its first ``registered_at`` (the
+    detections' ``ingested_at``), so re-running a date reproduces identical rows.
+    """
+    if lake.has_video(VIDEOS_TABLE, record.video_id):
+        previous = VideoRecord.from_row(lake.read_video(VIDEOS_TABLE, record.video_id).to_pylist()[0])
+        if (previous.path, previous.size_bytes, previous.mtime_ns) == (record.path, record.size_bytes, record.mtime_ns):
+            record = replace(record, registered_at=previous.registered_at)
     stats = lake.write_video(
         VIDEOS_TABLE,
         record.to_table(),

@@ -22,7 +22,7 @@ SPINE = ("videos", "frames", "detections", "enriched_detections")
 
 
 def _cand(name: str, *, size: int = 100, mtime: int = 1, marker: bool = False) -> Candidate:
-    return Candidate(Path("/landing") / name, size, mtime, marker)
+    return Candidate(Path("landing") / name, size, mtime, marker)
 
 
 def test_plan_marker_is_ready_at_once() -> None:
@@ -36,7 +36,7 @@ def test_plan_marker_is_ready_at_once() -> None:
 def test_plan_unmarked_file_settles_first() -> None:
     files = [_cand("a.mp4")]
     ready, cursor = plan_ready({}, files, now=100.0, ready_after_s=10, limit=5)
-    assert ready == [] and cursor["settling"] == {"/landing/a.mp4": [100, 1, 100.0]}
+    assert ready == [] and cursor["settling"] == {"landing/a.mp4": [100, 1, 100.0]}
     ready, cursor = plan_ready(cursor, files, now=105.0, ready_after_s=10, limit=5)
     assert ready == []  # unchanged but not long enough
     ready, cursor = plan_ready(cursor, files, now=110.0, ready_after_s=10, limit=5)
@@ -47,13 +47,13 @@ def test_plan_growing_file_restarts_its_clock() -> None:
     _, cursor = plan_ready({}, [_cand("a.mp4", size=100)], now=0.0, ready_after_s=10, limit=5)
     grown = [_cand("a.mp4", size=200, mtime=2)]
     ready, cursor = plan_ready(cursor, grown, now=20.0, ready_after_s=10, limit=5)
-    assert ready == [] and cursor["settling"]["/landing/a.mp4"] == [200, 2, 20.0]
+    assert ready == [] and cursor["settling"]["landing/a.mp4"] == [200, 2, 20.0]
     ready, _ = plan_ready(cursor, grown, now=30.0, ready_after_s=10, limit=5)
     assert [c.size for c in ready] == [200]
 
 
 def test_plan_skips_done_files_unless_they_changed() -> None:
-    cursor = {"done": {"/landing/a.mp4": [100, 1]}, "settling": {}}
+    cursor = {"done": {"landing/a.mp4": [100, 1]}, "settling": {}}
     ready, _ = plan_ready(cursor, [_cand("a.mp4", marker=True)], now=0, ready_after_s=0, limit=5)
     assert ready == []
     replaced = [_cand("a.mp4", size=300, mtime=9, marker=True)]
@@ -67,11 +67,11 @@ def test_plan_limit_keeps_the_rest_for_later() -> None:
     ready, cursor = plan_ready(cursor, files, now=10.0, ready_after_s=5, limit=2)
     assert [c.path.name for c in ready] == ["0.mp4", "1.mp4"]  # oldest first, cap 2
     # the unmarked files over the cap are still settling, so they stay eligible
-    assert set(cursor["settling"]) == {"/landing/3.mp4", "/landing/5.mp4"}
+    assert set(cursor["settling"]) == {"landing/3.mp4", "landing/5.mp4"}
 
 
 def test_plan_does_not_mutate_the_cursor_it_gets() -> None:
-    cursor = {"done": {"/landing/x.mp4": [1, 1]}, "settling": {}}
+    cursor = {"done": {"landing/x.mp4": [1, 1]}, "settling": {}}
     snapshot = json.dumps(cursor)
     plan_ready(cursor, [_cand("a.mp4")], now=0.0, ready_after_s=5, limit=2)
     assert json.dumps(cursor) == snapshot

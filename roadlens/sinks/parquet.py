@@ -24,23 +24,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from roadlens.ids import slugify
-
 PARTITION_COLUMNS = ("date", "source_id")
-_SAFE_STEM = re.compile(r"[a-z0-9][a-z0-9._-]{0,199}")
+_SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
 
-def file_stem(video_id: str) -> str:
-    """The file name (without ``.parquet``) of a video: the id itself when it is path-safe.
-
-    Ids from :func:`roadlens.ids.video_id_for` are kept verbatim: slugifying them again would
-    collapse their ``--`` separator, so ``a--b-c`` (source ``a``) and ``a-b--c`` (source
-    ``a-b``) would share a name and writing one would delete the other as stale.
-
-    >>> file_stem("veh-01--drive-0001"), file_stem("Cam 3/Drive")
-    ('veh-01--drive-0001', 'cam-3-drive')
-    """
-    return video_id if _SAFE_STEM.fullmatch(video_id) else slugify(video_id)
+def safe_segment(value: str, what: str) -> str:
+    """``value`` if it is safe as one path segment (ids are slugs already), else an error."""
+    if not _SAFE_SEGMENT.fullmatch(value or "") or value in (".", ".."):
+        raise ValueError(
+            f"{what} {value!r} is not a safe path segment (letters, digits, '.', '_', '-')"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -67,10 +61,10 @@ class ParquetLake:
     def video_path(self, table: str, *, date: str, source_id: str, video_id: str) -> Path:
         return (
             self.root
-            / slugify(table)
-            / f"date={date}"
-            / f"source_id={slugify(source_id)}"
-            / f"{file_stem(video_id)}.parquet"
+            / safe_segment(table, "table")
+            / f"date={safe_segment(date, 'date')}"
+            / f"source_id={safe_segment(source_id, 'source_id')}"
+            / f"{safe_segment(video_id, 'video_id')}.parquet"
         )
 
     def write_video(
@@ -103,8 +97,8 @@ class ParquetLake:
     def find_video(self, table_name: str, video_id: str) -> list[Path]:
         """Every file of ``video_id`` in ``table_name`` (normally one)."""
         return sorted(
-            (self.root / slugify(table_name)).glob(
-                f"date=*/source_id=*/{file_stem(video_id)}.parquet"
+            (self.root / safe_segment(table_name, "table")).glob(
+                f"date=*/source_id=*/{safe_segment(video_id, 'video_id')}.parquet"
             )
         )
 
@@ -128,7 +122,9 @@ class ParquetLake:
 
     def read_date(self, table_name: str, date: str) -> pa.Table | None:
         """All rows of one date (None when the date has no files)."""
-        folder = self.root / slugify(table_name) / f"date={date}"
+        folder = (
+            self.root / safe_segment(table_name, "table") / f"date={safe_segment(date, 'date')}"
+        )
         files = sorted(folder.glob("source_id=*/*.parquet"))
         if not files:
             return None
