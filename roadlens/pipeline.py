@@ -57,8 +57,14 @@ def register(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
     detections' ``ingested_at``), so re-running a date reproduces identical rows.
     """
     if lake.has_video(VIDEOS_TABLE, record.video_id):
-        previous = VideoRecord.from_row(lake.read_video(VIDEOS_TABLE, record.video_id).to_pylist()[0])
-        if (previous.path, previous.size_bytes, previous.mtime_ns) == (record.path, record.size_bytes, record.mtime_ns):
+        previous = VideoRecord.from_row(
+            lake.read_video(VIDEOS_TABLE, record.video_id).to_pylist()[0]
+        )
+        if (previous.path, previous.size_bytes, previous.mtime_ns) == (
+            record.path,
+            record.size_bytes,
+            record.mtime_ns,
+        ):
             record = replace(record, registered_at=previous.registered_at)
     stats = lake.write_video(
         VIDEOS_TABLE,

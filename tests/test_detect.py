@@ -17,13 +17,17 @@ from roadlens.video import iter_sampled_frames
 MODEL_CARD_RECALL = 0.80
 MARGIN = 0.05
 
-pytestmark = pytest.mark.skipif(not DEFAULT_WEIGHTS.exists(), reason="demo weights missing from models/")
+pytestmark = pytest.mark.skipif(
+    not DEFAULT_WEIGHTS.exists(), reason="demo weights missing from models/"
+)
 
 
 @pytest.fixture(scope="module")
 def held_out_clip(tmp_path_factory: pytest.TempPathFactory):
     # Seeds 0-99 are never used for training (training uses 1000+).
-    clip = render_clip(tmp_path_factory.mktemp("det") / "held-out.mp4", seconds=8.0, fps=30, seed=77)
+    clip = render_clip(
+        tmp_path_factory.mktemp("det") / "held-out.mp4", seconds=8.0, fps=30, seed=77
+    )
     frames = list(iter_sampled_frames(clip.video_path, 5.0))
     return clip, frames
 
@@ -34,11 +38,13 @@ def _home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("YOLO_OFFLINE", "1")
 
 
-def _detect(frames, **config):  # noqa: ANN001, ANN202
+def _detect(frames, **config):
     detector = Detector(DetectorConfig(**config))
     return detector.detect(
-        [f.image for f in frames], frame_numbers=[f.frame_number for f in frames],
-        pts_sec=[f.pts_sec for f in frames], video_id="held-out",
+        [f.image for f in frames],
+        frame_numbers=[f.frame_number for f in frames],
+        pts_sec=[f.pts_sec for f in frames],
+        video_id="held-out",
     )
 
 
@@ -78,7 +84,9 @@ def test_detections_carry_frame_numbers_and_times(held_out_clip) -> None:
     _, frames = held_out_clip
     table = _detect(frames[:5], tracker=None).table
     sampled = {f.frame_number: f.pts_sec for f in frames[:5]}
-    for frame_number, pts in zip(table.column("frame_number").to_pylist(), table.column("pts_sec").to_pylist(), strict=True):
+    for frame_number, pts in zip(
+        table.column("frame_number").to_pylist(), table.column("pts_sec").to_pylist(), strict=True
+    ):
         assert sampled[frame_number] == pts
     assert table.column("track_id").null_count == table.num_rows
 

@@ -10,8 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from roadlens import pipeline
 from roadlens.enrich import SourceIdentity, enrich_detections
 from roadlens.ids import video_id_for
+from roadlens.registry import VideoRecord
 from roadlens.schema import DETECTIONS, RAW_DETECTIONS, VIDEOS, conform
 from roadlens.sinks import parquet as parquet_sink
 from roadlens.sinks.duckdb_views import connect, query
@@ -203,6 +205,65 @@ def test_same_slug_ids_of_two_sources_keep_both_files(lake: ParquetLake) -> None
     assert lake.read_video("frames", first).num_rows == 2
     assert lake.read_video("frames", second).num_rows == 5
     assert lake.read_date("frames", DATE).num_rows == 7
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("video_id", "../escape"),
+        ("video_id", "a/b"),
+        ("video_id", ""),
+        ("video_id", ".."),
+        ("source_id", "veh 01"),
+        ("date", "2026/05/04"),
+        ("table", "frames/../x"),
+    ],
+)
+def test_unsafe_path_segments_are_rejected(lake: ParquetLake, field: str, value: str) -> None:
+    args = {"table": "frames", "date": DATE, "source_id": "veh-01", "video_id": "clip-a"}
+    args[field] = value
+    with pytest.raises(ValueError, match=field):
+        lake.write_video(
+            args["table"],
+            _rows(1),
+            date=args["date"],
+            source_id=args["source_id"],
+            video_id=args["video_id"],
+        )
+    assert not lake.root.exists() or _files(lake.root) == []
+
+
+def _record(video_id: str, *, mtime_ns: int, registered_at: datetime) -> VideoRecord:
+    return VideoRecord(
+        video_id=video_id,
+        source_id="veh-01",
+        vehicle_id="veh-01",
+        session_id="session-a",
+        path=f"landing/veh-01/session-a/{video_id}.mp4",
+        size_bytes=1000,
+        mtime_ns=mtime_ns,
+        capture_start=START,
+        capture_date=DATE,
+        capture_time_source="container",
+        gps_path=None,
+        registered_at=registered_at,
+    )
+
+
+def test_registering_again_keeps_registered_at_of_an_unchanged_file(lake: ParquetLake) -> None:
+    first = START + timedelta(hours=1)
+    pipeline.register(lake, _record("veh-01--a", mtime_ns=1, registered_at=first))
+    pipeline.register(
+        lake, _record("veh-01--a", mtime_ns=1, registered_at=first + timedelta(days=1))
+    )
+    (kept,) = pipeline.registered_videos(lake, DATE)
+    assert kept.registered_at == first
+    # A changed file (new mtime) is a new registration.
+    later = first + timedelta(days=2)
+    pipeline.register(lake, _record("veh-01--a", mtime_ns=2, registered_at=later))
+    (changed,) = pipeline.registered_videos(lake, DATE)
+    assert changed.registered_at == later and changed.mtime_ns == 2
+    assert len(lake.find_video(pipeline.VIDEOS_TABLE, "veh-01--a")) == 1
 
 
 # -- DuckDB ------------------------------------------------------------------------------

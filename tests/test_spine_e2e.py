@@ -23,7 +23,7 @@ from roadlens import pipeline
 from roadlens.registry import VideoRecord, register_video
 from roadlens.sinks.duckdb_views import query
 from roadlens.sinks.parquet import ParquetLake
-from tests.conftest import CAPTURE_DATE, CLIP_FPS, CLIP_SECONDS, LandingClips
+from tests.conftest import CAPTURE_DATE, CLIP_FPS, CLIP_SECONDS, LandingClips, copy_clip
 
 pytestmark = pytest.mark.slow
 
@@ -49,11 +49,6 @@ SORT_KEYS = {
         "confidence",
     ],
     pipeline.DETECTIONS_TABLE: ["detection_id"],
-}
-# Columns that carry the time of (re-)registration: a re-run re-registers the named paths.
-REGISTRATION_TIME = {
-    pipeline.VIDEOS_TABLE: {"registered_at"},
-    pipeline.DETECTIONS_TABLE: {"ingested_at"},
 }
 NODE_TABLE = {
     "videos": pipeline.VIDEOS_TABLE,
@@ -289,22 +284,19 @@ def test_rerun_changes_no_files_and_no_ids(spine: SpineRuns) -> None:
         assert _meta(spine.rerun, node)["rows"] == spine.first_snapshot.tables[table].num_rows
 
 
-def test_rerun_tables_identical_but_registration_time(spine: SpineRuns) -> None:
+def test_rerun_tables_are_identical(spine: SpineRuns) -> None:
     for table in TABLES:
         before, after = spine.first_snapshot.tables[table], spine.rerun_snapshot.tables[table]
-        changed = _changed_columns(before, after)
-        allowed = REGISTRATION_TIME.get(table, set())
-        assert changed <= allowed, (table, changed)
-        keep = [c for c in before.column_names if c not in allowed]
-        assert before.select(keep).equals(after.select(keep)), table
+        assert _changed_columns(before, after) == set(), table
+        assert before.equals(after), table
 
 
-def test_rerun_moves_registration_time_forward(spine: SpineRuns) -> None:
-    # The named paths are re-registered on every micro-batch run, so registered_at (and the
-    # detections' ingested_at derived from it) is the time of the latest run.
+def test_rerun_keeps_registration_time(spine: SpineRuns) -> None:
+    # Re-registering an unchanged file keeps its first registered_at, and the detections'
+    # ingested_at comes from it, so a re-run reproduces identical rows.
     before = spine.first_snapshot.tables[pipeline.VIDEOS_TABLE].column("registered_at")
     after = spine.rerun_snapshot.tables[pipeline.VIDEOS_TABLE].column("registered_at")
-    assert all(b < a for b, a in zip(before.to_pylist(), after.to_pylist(), strict=True))
+    assert before.to_pylist() == after.to_pylist()
     det = spine.rerun_snapshot.tables[pipeline.DETECTIONS_TABLE]
     videos = spine.rerun_snapshot.tables[pipeline.VIDEOS_TABLE]
     registered = dict(zip(videos["video_id"].to_pylist(), after.to_pylist(), strict=True))
@@ -328,7 +320,7 @@ def test_nightly_force_reprocesses_both(spine: SpineRuns) -> None:
         meta = _meta(spine.nightly_force, node)
         assert meta["videos"] == 2 and sorted(meta["per_video"]) == spine.ids, node
         assert meta["rows"] == spine.rerun_snapshot.tables[NODE_TABLE[node]].num_rows, node
-    # Nothing was re-registered, so even the registration times are unchanged.
+    # Forcing rewrites every file of the date with identical rows.
     assert spine.force_snapshot.files == spine.rerun_snapshot.files
     for table in TABLES:
         assert spine.force_snapshot.tables[table].equals(spine.rerun_snapshot.tables[table]), table
@@ -404,3 +396,29 @@ def test_cli_ingest_one_clip(
         )
     ]
     assert lake.tables() == sorted(TABLES)
+
+
+def test_unreadable_named_file_fails_the_run_but_keeps_the_good_one(
+    roadlens_env: Path,
+    dashcam_clip_dir: LandingClips,
+    detector_weights: Path,
+    tmp_path: Path,
+) -> None:
+    landing = tmp_path / "landing"
+    good = copy_clip(dashcam_clip_dir.clips[0], landing / "veh-01" / "session-a")
+    bad = landing / "veh-01" / "session-a" / "broken.mp4"
+    bad.write_text("not a video\n")
+    lake = ParquetLake(tmp_path / "lake")
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            list(SPINE),
+            partition_key=CAPTURE_DATE,
+            resources=_resources(lake.root, landing, detector_weights),
+            instance=instance,
+            run_config=batch_run_config(["veh-01--drive-0000"], [str(good), str(bad)]),
+            raise_on_error=False,
+        )
+    assert not result.success
+    registered = [r.video_id for r in pipeline.registered_videos(lake, CAPTURE_DATE)]
+    assert registered == ["veh-01--drive-0000"]
+    assert not lake.has_video(pipeline.DETECTIONS_TABLE, "veh-01--drive-0000")  # not run on

@@ -60,8 +60,12 @@ def test_roadside_view_has_people_crossing() -> None:
 
 def test_gps_track_agrees_with_its_speed() -> None:
     track = gps_track(30, speed_mps=15.0, seed=3)
-    step = haversine_m(track.lat.to_numpy()[:-1], track.lon.to_numpy()[:-1],
-                       track.lat.to_numpy()[1:], track.lon.to_numpy()[1:])
+    step = haversine_m(
+        track.lat.to_numpy()[:-1],
+        track.lon.to_numpy()[:-1],
+        track.lat.to_numpy()[1:],
+        track.lon.to_numpy()[1:],
+    )
     mean_speed = (track.speed.to_numpy()[:-1] + track.speed.to_numpy()[1:]) / 2
     # Heading changes a little within a second, so the chord is a hair shorter than the arc.
     np.testing.assert_allclose(step, mean_speed, rtol=0.03)
