@@ -51,6 +51,7 @@ def ingest(
     force: bool = False,
     detector_overrides: dict | None = None,
     quiet: bool = False,
+    log_level: str = "INFO",
 ) -> dict:
     """Register ``paths`` and materialize the spine for their capture dates; return a summary."""
     import dagster as dg
@@ -106,13 +107,16 @@ def ingest(
             partition_key=date,
             resources=resources,
             instance=instance,
-            run_config=batch_run_config(
-                [r.video_id for r in records],
-                [r.path for r in records],
-                force=force,
-                source_id=source_id or "",
-                gps=gps or "",
-            ),
+            run_config={
+                **batch_run_config(
+                    [r.video_id for r in records],
+                    [r.path for r in records],
+                    force=force,
+                    source_id=source_id or "",
+                    gps=gps or "",
+                ),
+                "loggers": {"console": {"config": {"log_level": log_level}}},
+            },
             tags={"lane": "ingest"},
         )
         summary["dates"][date] = _run_summary(result, time.perf_counter() - started)

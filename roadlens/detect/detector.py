@@ -135,6 +135,8 @@ class Detector:
 
     def __init__(self, config: DetectorConfig = DetectorConfig()) -> None:
         os.environ.setdefault("YOLO_OFFLINE", "1")
+        # Before ultralytics is first imported: keep per-load chatter out of run logs.
+        os.environ.setdefault("YOLO_VERBOSE", "False")
         self.config = config
         weights = Path(config.weights)
         if not weights.exists() and weights.suffix in (".pt", ".onnx") and os.sep in config.weights:
