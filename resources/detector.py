@@ -22,7 +22,7 @@ class DetectorResource(dg.ConfigurableResource):
     device: str = "cpu"
     imgsz: int = 640
     conf: float = 0.25
-    iou: float = 0.7
+    iou: float = 0.5
     batch_size: int = 0
     backend: str = "auto"
     tracker: str = "bytetrack.yaml"

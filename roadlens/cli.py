@@ -295,7 +295,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     top = query(
         _lake_root(args),
-        "SELECT class_name, count(*) AS n, count(DISTINCT track_id) AS tracks "
+        "SELECT class_name, count(*) AS n, count(DISTINCT (video_id, track_id)) AS tracks "
         "FROM detections GROUP BY 1 ORDER BY 2 DESC",
     ).frame
     print("\nDuckDB over the lake:\n" + top.to_string(index=False))

@@ -383,9 +383,11 @@ class Scene:
             DRAWERS[actor.class_name](
                 img, box, actor.color, side=actor.side_view, phase=actor.phase
             )
-            area = max((x2 - x1) * (y2 - y1), 1e-6)
             cx1, cy1 = max(int(np.floor(x1)), 0), max(int(np.floor(y1)), 0)
             cx2, cy2 = min(int(np.ceil(x2)), w), min(int(np.ceil(y2)), h)
+            # Visibility counts occlusion within the frame; truncated objects stay labelled,
+            # as in real datasets, so a truck half out of the picture is still a truck.
+            area = max((cx2 - cx1) * (cy2 - cy1), 1)
             owner[cy1:cy2, cx1:cx2] = actor.actor_id
             placed.append(
                 (actor, (max(x1, 0.0), max(y1, 0.0), min(x2, w - 1.0), min(y2, h - 1.0)), area)
