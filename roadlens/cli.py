@@ -10,6 +10,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import duckdb
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -373,13 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"roadlens: error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        import duckdb
-
-        if isinstance(exc, duckdb.Error):
-            print(f"roadlens: query failed: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except duckdb.Error as exc:
+        print(f"roadlens: query failed: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

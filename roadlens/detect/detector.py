@@ -232,7 +232,6 @@ class Detector:
         shape = letterbox_shape(height, width, self.config.imgsz)
         model = self._model_for(shape)
         self._predict(model, [np.zeros((height, width, 3), dtype=np.uint8)], shape)
-        self._use_all_cores()
 
     def detect(
         self,

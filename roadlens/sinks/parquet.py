@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -112,13 +111,7 @@ class ParquetLake:
             raise FileNotFoundError(
                 f"lake table {table_name!r} has no file for video {video_id!r} under {self.root}"
             )
-        path = files[0]
-        table = pq.read_table(path)
-        source_id = path.parent.name.removeprefix("source_id=")
-        date = path.parent.parent.name.removeprefix("date=")
-        return table.append_column(
-            "source_id", pa.array([source_id] * table.num_rows, pa.string())
-        ).append_column("date", pa.array([date] * table.num_rows, pa.string()))
+        return _read_file(files[0])
 
     def read_date(self, table_name: str, date: str) -> pa.Table | None:
         """All rows of one date (None when the date has no files)."""
@@ -128,12 +121,7 @@ class ParquetLake:
         files = sorted(folder.glob("source_id=*/*.parquet"))
         if not files:
             return None
-        return pa.concat_tables(
-            [self.read_video(table_name, f.stem) for f in files], promote_options="default"
-        )
-
-    def remove_video_media(self, folder: Path) -> None:
-        shutil.rmtree(folder, ignore_errors=True)
+        return pa.concat_tables([_read_file(f) for f in files], promote_options="default")
 
     def tables(self) -> list[str]:
         """Names of the tables that hold at least one file."""
@@ -146,3 +134,13 @@ class ParquetLake:
             and not p.name.startswith(("_", "."))
             and any(p.glob("date=*/source_id=*/*.parquet"))
         )
+
+
+def _read_file(path: Path) -> pa.Table:
+    """One lake file with the partition columns of its path restored."""
+    table = pq.read_table(path)
+    source_id = path.parent.name.removeprefix("source_id=")
+    date = path.parent.parent.name.removeprefix("date=")
+    return table.append_column(
+        "source_id", pa.array([source_id] * table.num_rows, pa.string())
+    ).append_column("date", pa.array([date] * table.num_rows, pa.string()))
