@@ -13,6 +13,16 @@ import pytest
 
 from roadlens.sinks.parquet import ParquetLake
 from roadlens.synth.render import DEFAULT_START, SynthClip, render_drive_set
+from tests.services import (  # noqa: F401 - fixtures for the server-backed sink tests
+    amqp_url,
+    kafka_bootstrap,
+    mqtt_url,
+    pg_schema,
+    postgres_url,
+    private_tansu,
+    real_mongo_url,
+    tansu_broker,
+)
 
 # The shared data folder next to the checkout (the real dashcam clip lives there).
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

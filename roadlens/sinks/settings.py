@@ -1,0 +1,125 @@
+"""Which sinks are switched on, read from environment variables only.
+
+A sink is on when its URL is set; credentials live in those URLs and therefore only in
+the environment, never in config files, logs or metadata (use :func:`redact_url`).
+
+=========================  =====================================  ==================
+variable                   meaning                                default
+=========================  =====================================  ==================
+ROADLENS_POSTGRES_URL      ``postgresql://user:pw@host:5432/db``  (off)
+ROADLENS_POSTGRES_SCHEMA   schema for the RoadLens tables         ``roadlens``
+ROADLENS_MONGO_URL         ``mongodb://host:27017``               (off)
+ROADLENS_MONGO_DB          database name                          ``roadlens``
+ROADLENS_KAFKA_BOOTSTRAP   ``host:9092[,host:9092]``              (off)
+ROADLENS_KAFKA_PREFIX      topic prefix                           ``roadlens``
+ROADLENS_KAFKA_FORMAT      ``json`` or ``protobuf``               ``json``
+ROADLENS_MQTT_URL          ``mqtt://user:pw@host:1883``           (off)
+ROADLENS_AMQP_URL          ``amqp://user:pw@host:5672/vhost``     (off)
+ROADLENS_EXPORT_DIR        folder for CSV/JSONL file export       (off)
+ROADLENS_EXPORT_FORMAT     ``jsonl`` or ``csv`` (+ ``.gz``)       ``jsonl.gz``
+=========================  =====================================  ==================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from roadlens.sinks.base import Sink, SinkError, redact_url
+
+SINK_NAMES = ("postgres", "mongo", "kafka", "mqtt", "amqp", "files")
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    """Connection settings of every sink; empty URL = sink off."""
+
+    postgres_url: str = ""
+    postgres_schema: str = "roadlens"
+    mongo_url: str = ""
+    mongo_db: str = "roadlens"
+    kafka_bootstrap: str = ""
+    kafka_prefix: str = "roadlens"
+    kafka_format: str = "json"
+    mqtt_url: str = ""
+    amqp_url: str = ""
+    export_dir: str = ""
+    export_format: str = "jsonl.gz"
+    spool_dir: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SinkSettings:
+        env = os.environ if env is None else env
+        values = {}
+        for f in fields(cls):
+            raw = env.get(f"ROADLENS_{f.name.upper()}", "").strip()
+            if raw:
+                values[f.name] = raw
+        if "spool_dir" not in values:
+            home = Path(env.get("ROADLENS_HOME", ".roadlens")).resolve()
+            values["spool_dir"] = str(home / "spool")
+        return cls(**values)
+
+    def target(self, name: str) -> str:
+        """Where sink ``name`` writes, with credentials redacted; empty when it is off."""
+        url = {
+            "postgres": self.postgres_url,
+            "mongo": self.mongo_url,
+            "kafka": self.kafka_bootstrap,
+            "mqtt": self.mqtt_url,
+            "amqp": self.amqp_url,
+            "files": self.export_dir,
+        }[name]
+        return redact_url(url) if url else ""
+
+    def enabled(self, name: str) -> bool:
+        return bool(self.target(name))
+
+    def env_var(self, name: str) -> str:
+        """The variable that switches sink ``name`` on (for "skipped" notes)."""
+        return {
+            "postgres": "ROADLENS_POSTGRES_URL",
+            "mongo": "ROADLENS_MONGO_URL",
+            "kafka": "ROADLENS_KAFKA_BOOTSTRAP",
+            "mqtt": "ROADLENS_MQTT_URL",
+            "amqp": "ROADLENS_AMQP_URL",
+            "files": "ROADLENS_EXPORT_DIR",
+        }[name]
+
+
+def open_sink(name: str, settings: SinkSettings) -> Sink:
+    """Connect sink ``name``; raises :class:`SinkError` when it is off or unreachable."""
+    if name not in SINK_NAMES:
+        raise SinkError(f"unknown sink {name!r}; expected one of {list(SINK_NAMES)}")
+    if not settings.enabled(name):
+        raise SinkError(f"sink {name} is off: set {settings.env_var(name)}")
+    if name == "postgres":
+        from roadlens.sinks.postgres import PostgresSink
+
+        return PostgresSink(settings.postgres_url, schema=settings.postgres_schema)
+    if name == "mongo":
+        from roadlens.sinks.mongo import MongoSink
+
+        return MongoSink.from_url(settings.mongo_url, database=settings.mongo_db)
+    if name == "kafka":
+        from roadlens.sinks.kafka import KafkaSink
+
+        return KafkaSink(
+            settings.kafka_bootstrap,
+            topic_prefix=settings.kafka_prefix,
+            value_format=settings.kafka_format,
+            spool_dir=Path(settings.spool_dir) / "kafka",
+        )
+    if name == "mqtt":
+        from roadlens.sinks.mqtt import MqttSink
+
+        return MqttSink(settings.mqtt_url)
+    if name == "amqp":
+        from roadlens.sinks.amqp import AmqpSink
+
+        return AmqpSink(settings.amqp_url)
+    from roadlens.sinks.files import FileExportSink
+
+    return FileExportSink(settings.export_dir, file_format=settings.export_format)
