@@ -33,8 +33,9 @@ def batch_run_config(
     force: bool = False,
     source_id: str = "",
     gps: str = "",
+    assets: Iterable[str] = SPINE_ASSETS,
 ) -> dict:
-    """Run config that points every spine asset at the same micro-batch."""
+    """Run config that points every asset of the run (default: the spine) at one micro-batch."""
     batch = {
         "paths": list(paths),
         "video_ids": list(video_ids),
@@ -42,7 +43,7 @@ def batch_run_config(
         "source_id": source_id,
         "gps": gps,
     }
-    return {"ops": {name: {"config": batch} for name in SPINE_ASSETS}}
+    return {"ops": {name: {"config": batch} for name in assets}}
 
 
 def outcome_metadata(outcomes: list[StageOutcome], **totals: object) -> dict[str, dg.MetadataValue]:

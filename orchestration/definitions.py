@@ -2,14 +2,15 @@
 
 import dagster as dg
 
+from assets.sinks import SINK_ASSETS
 from assets.spine import detections, enriched_detections, frames, videos
 from orchestration.jobs import spine_job
 from orchestration.schedules import nightly_spine_schedule
 from orchestration.sensors import landing_sensor
-from resources import DetectorResource, LakeResource, SourcesResource
+from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
 
 defs = dg.Definitions(
-    assets=[videos, frames, detections, enriched_detections],
+    assets=[videos, frames, detections, enriched_detections, *SINK_ASSETS],
     jobs=[spine_job],
     schedules=[nightly_spine_schedule],
     sensors=[landing_sensor],
@@ -17,5 +18,6 @@ defs = dg.Definitions(
         "lake": LakeResource(),
         "sources": SourcesResource(),
         "detector": DetectorResource(),
+        "sinks": SinksResource(),
     },
 )

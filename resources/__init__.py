@@ -2,6 +2,13 @@
 
 from resources.detector import DetectorResource
 from resources.lake import LakeResource, roadlens_home
+from resources.sinks import SinksResource
 from resources.sources import SourcesResource
 
-__all__ = ["DetectorResource", "LakeResource", "SourcesResource", "roadlens_home"]
+__all__ = [
+    "DetectorResource",
+    "LakeResource",
+    "SinksResource",
+    "SourcesResource",
+    "roadlens_home",
+]

@@ -59,8 +59,9 @@ def ingest(
     import dagster as dg
 
     defs = _import_definitions()
-    from assets.batch import batch_run_config
-    from resources import DetectorResource, LakeResource, SourcesResource
+    from assets.batch import SPINE_ASSETS, batch_run_config
+    from assets.sinks import SINK_ASSET_NAMES, SINK_ASSETS
+    from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
     from roadlens.registry import VIDEO_SUFFIXES, register_video
 
     files: list[Path] = []
@@ -90,12 +91,13 @@ def ingest(
     # The same asset definitions the code location serves; resources are bound per call.
     from assets.spine import SPINE
 
-    assert all(defs.resolve_assets_def(a.key) for a in SPINE)
-    assets = list(SPINE)
+    assert all(defs.resolve_assets_def(a.key) for a in (*SPINE, *SINK_ASSETS))
+    assets = [*SPINE, *SINK_ASSETS]
     resources = {
         "lake": LakeResource(root=str(lake_root)),
         "sources": sources,
         "detector": DetectorResource(**(detector_overrides or {})),
+        "sinks": SinksResource(),
     }
     summary: dict = {
         "dates": {},
@@ -116,6 +118,7 @@ def ingest(
                     force=force,
                     source_id=source_id or "",
                     gps=gps or "",
+                    assets=SPINE_ASSETS + SINK_ASSET_NAMES,
                 ),
                 "loggers": {"console": {"config": {"log_level": log_level}}},
             },
@@ -127,11 +130,27 @@ def ingest(
     return summary
 
 
+def _node_metadata(result, node: str) -> dict:
+    mats = result.asset_materializations_for_node(node)
+    return {k: v.value for k, v in mats[-1].metadata.items()} if mats else {}
+
+
+def _sink_summary(result) -> dict[str, dict]:
+    from assets.sinks import SINK_ASSET_NAMES
+
+    sinks = {}
+    for node in SINK_ASSET_NAMES:
+        meta = _node_metadata(result, node)
+        if meta:
+            sinks[node] = meta
+    return sinks
+
+
 def _run_summary(result, seconds: float) -> dict:
-    meta = {}
-    for node in ("videos", "frames", "detections", "enriched_detections"):
-        mats = result.asset_materializations_for_node(node)
-        meta[node] = {k: v.value for k, v in mats[-1].metadata.items()} if mats else {}
+    meta = {
+        node: _node_metadata(result, node)
+        for node in ("videos", "frames", "detections", "enriched_detections")
+    }
     frames = meta["frames"].get("per_video", {})
     dets = meta["detections"].get("per_video", {})
     enriched = meta["enriched_detections"].get("per_video", {})
@@ -158,6 +177,7 @@ def _run_summary(result, seconds: float) -> dict:
             "run_total": seconds,
         },
         "outputs": meta["enriched_detections"].get("files", []),
+        "sinks": _sink_summary(result),
     }
 
 
@@ -176,6 +196,14 @@ def format_summary(date: str, s: dict) -> str:
         f"(model {secs['model']:.2f}) | enrich {secs['enrich']:.2f} | run total {secs['run_total']:.2f}",
     ]
     lines += [f"  output             {p}" for p in s["outputs"]]
+    for node, meta in s.get("sinks", {}).items():
+        if "skipped" in meta:
+            lines.append(f"  {node:<18} off ({meta['skipped'].split(': ', 1)[-1]})")
+        else:
+            lines.append(
+                f"  {node:<18} {meta['rows']} rows, {meta['videos_written']} videos written, "
+                f"{meta['videos_unchanged']} unchanged, {meta['seconds']:.2f}s -> {meta['target']}"
+            )
     return "\n".join(lines)
 
 
@@ -307,6 +335,63 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sink_settings():
+    from roadlens.sinks.settings import SinkSettings
+
+    return SinkSettings.from_env()
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from roadlens.sinks.base import redact_url
+    from roadlens.sinks.postgres import upgrade
+
+    settings = _sink_settings()
+    url = args.url or settings.postgres_url
+    if not url:
+        raise ValueError("roadlens db upgrade: set ROADLENS_POSTGRES_URL (or pass --url)")
+    schema = args.schema or settings.postgres_schema
+    applied = upgrade(url, schema)
+    target = f"{redact_url(url)} schema {schema}"
+    if applied:
+        print(f"applied {len(applied)} migrations to {target}: " + ", ".join(applied))
+    else:
+        print(f"{target} is up to date")
+    return 0
+
+
+def _kafka_bootstrap(args: argparse.Namespace) -> str:
+    bootstrap = args.bootstrap or _sink_settings().kafka_bootstrap
+    if not bootstrap:
+        raise ValueError("set ROADLENS_KAFKA_BOOTSTRAP (or pass --bootstrap)")
+    return bootstrap
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from roadlens.sinks.kafka import tail, topic_name
+
+    prefix = args.prefix or _sink_settings().kafka_prefix
+    topics = [topic_name(prefix, t) for t in args.tables]
+    for message in tail(
+        _kafka_bootstrap(args),
+        topics,
+        from_beginning=args.from_beginning,
+        dedupe=not args.no_dedupe,
+        max_messages=args.max_messages,
+        timeout_s=args.timeout,
+    ):
+        print(json.dumps(message, default=str), flush=True)
+    return 0
+
+
+def cmd_replay_spool(args: argparse.Namespace) -> int:
+    from roadlens.sinks.kafka import replay_spool
+
+    spool = Path(args.spool_dir) if args.spool_dir else Path(_sink_settings().spool_dir) / "kafka"
+    report = replay_spool(_kafka_bootstrap(args), spool)
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roadlens", description=__doc__)
     parser.add_argument(
@@ -365,6 +450,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=12.0)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("db", help="PostgreSQL sink maintenance")
+    db = p.add_subparsers(dest="db_command", required=True)
+    q = db.add_parser("upgrade", help="apply pending migrations from sql/postgres/")
+    q.add_argument("--url", help="default $ROADLENS_POSTGRES_URL")
+    q.add_argument("--schema", help="default $ROADLENS_POSTGRES_SCHEMA or roadlens")
+    q.set_defaults(func=cmd_db_upgrade)
+
+    p = sub.add_parser("tail", help="print the Kafka topics' messages as JSON lines")
+    p.add_argument(
+        "tables", nargs="*", default=["detections", "events"], help="default: detections events"
+    )
+    p.add_argument("--bootstrap", help="default $ROADLENS_KAFKA_BOOTSTRAP")
+    p.add_argument("--prefix", help="topic prefix (default $ROADLENS_KAFKA_PREFIX or roadlens)")
+    p.add_argument("--from-beginning", action="store_true", help="start at the oldest message")
+    p.add_argument("--no-dedupe", action="store_true", help="also print repeated ids")
+    p.add_argument("--max-messages", type=int, help="stop after this many messages")
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many idle seconds")
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("replay-spool", help="send Kafka records spooled while the broker was down")
+    p.add_argument("--bootstrap", help="default $ROADLENS_KAFKA_BOOTSTRAP")
+    p.add_argument("--spool-dir", help="default $ROADLENS_HOME/spool/kafka")
+    p.set_defaults(func=cmd_replay_spool)
     return parser
 
 
@@ -378,6 +487,11 @@ def main(argv: list[str] | None = None) -> int:
     except duckdb.Error as exc:
         print(f"roadlens: query failed: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    except RuntimeError as exc:  # SinkError and friends: the message names sink and target
+        print(f"roadlens: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,16 +11,18 @@ from orchestration.definitions import defs
 from orchestration.partitions import capture_date
 
 SPINE_KEYS = {"videos", "frames", "detections", "enriched_detections"}
+SINK_KEYS = {"pg_detections", "mongo_detections", "kafka_detections", "file_detections"}
 
 
 def test_definitions_are_loadable() -> None:
     dg.Definitions.validate_loadable(defs)
 
 
-def test_spine_asset_keys_groups_and_lineage() -> None:
+def test_asset_keys_groups_and_lineage() -> None:
     specs = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
-    assert set(specs) == SPINE_KEYS
-    assert {spec.group_name for spec in specs.values()} == {"spine"}
+    assert set(specs) == SPINE_KEYS | SINK_KEYS
+    groups = {key: spec.group_name for key, spec in specs.items()}
+    assert groups == {**dict.fromkeys(SPINE_KEYS, "spine"), **dict.fromkeys(SINK_KEYS, "sinks")}
     upstream = {
         key: {d.asset_key.to_user_string() for d in spec.deps} for key, spec in specs.items()
     }
@@ -29,10 +31,18 @@ def test_spine_asset_keys_groups_and_lineage() -> None:
         "frames": {"videos"},
         "detections": {"frames"},
         "enriched_detections": {"detections"},
+        **dict.fromkeys(SINK_KEYS, {"enriched_detections"}),
     }
 
 
-@pytest.mark.parametrize("key", sorted(SPINE_KEYS))
+def test_sink_assets_retry_with_backoff() -> None:
+    for key in SINK_KEYS:
+        policy = defs.resolve_assets_def(key).op.retry_policy
+        assert policy is not None and policy.max_retries >= 2
+        assert policy.backoff == dg.Backoff.EXPONENTIAL
+
+
+@pytest.mark.parametrize("key", sorted(SPINE_KEYS | SINK_KEYS))
 def test_every_asset_is_partitioned_by_daily_capture_date(key: str) -> None:
     spec = next(s for s in defs.resolve_all_asset_specs() if s.key.to_user_string() == key)
     assert spec.partitions_def == capture_date
@@ -48,11 +58,11 @@ def test_capture_date_includes_today() -> None:
     assert last in {before, datetime.now(UTC).date().isoformat()}
 
 
-def test_spine_job_selects_the_spine() -> None:
+def test_spine_job_selects_the_spine_and_its_sinks() -> None:
     job = defs.resolve_job_def("spine_job")
     assert job.partitions_def == capture_date
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
-    assert keys == SPINE_KEYS
+    assert keys == SPINE_KEYS | SINK_KEYS
 
 
 def test_nightly_schedule_runs_at_two_for_the_previous_day() -> None:
@@ -79,4 +89,4 @@ def test_landing_sensor_targets_the_spine_job() -> None:
 
 def test_resources_are_bound() -> None:
     repo = defs.get_repository_def()
-    assert {"lake", "sources", "detector"} <= set(repo.get_top_level_resources())
+    assert {"lake", "sources", "detector", "sinks"} <= set(repo.get_top_level_resources())

@@ -15,7 +15,17 @@ from resources import SourcesResource
 from roadlens.registry import DONE_MARKER, Candidate, batch_run_key, list_candidates
 from tests.conftest import CAPTURE_DATE, SESSION_ID, VEHICLE_ID, LandingClips, copy_clip
 
-SPINE = ("videos", "frames", "detections", "enriched_detections")
+# Every asset of the spine job gets the same micro-batch: the spine and its sinks.
+SPINE = (
+    "videos",
+    "frames",
+    "detections",
+    "enriched_detections",
+    "pg_detections",
+    "mongo_detections",
+    "kafka_detections",
+    "file_detections",
+)
 
 
 # -- plan_ready (pure) ---------------------------------------------------------------------
