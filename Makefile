@@ -34,6 +34,9 @@ ui: setup
 bench: setup
 	$(BIN)/python bench/bench_decode.py
 	$(BIN)/python bench/bench_detect.py
+	$(BIN)/python bench/bench_sink_postgres.py
+	$(BIN)/python bench/bench_sink_kafka.py
+	$(BIN)/python bench/bench_export_overhead.py
 
 clean:
 	rm -rf $(ROADLENS_HOME)
