@@ -81,7 +81,7 @@ def sink_metadata(
 ) -> dict[str, dg.MetadataValue]:
     """Rows, bytes, seconds and latency percentiles for the Dagster UI."""
     rows = sum(w.rows for w in writes)
-    seconds = sum(w.seconds for w in writes)
+    seconds = sum((w.seconds for w in writes), 0.0)
     meta: dict[str, dg.MetadataValue] = {
         "target": dg.MetadataValue.text(target),
         "videos_written": dg.MetadataValue.int(len(writes)),
