@@ -33,7 +33,7 @@ os.environ.setdefault("YOLO_VERBOSE", "False")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from roadlens.sinks.base import Sink, table_fingerprint  # noqa: E402
+from roadlens.sinks.base import Sink, table_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"

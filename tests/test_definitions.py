@@ -31,7 +31,7 @@ def test_asset_keys_groups_and_lineage() -> None:
         "frames": {"videos"},
         "detections": {"frames"},
         "enriched_detections": {"detections"},
-        **dict.fromkeys(SINK_KEYS, {"enriched_detections"}),
+        **{key: {"enriched_detections"} for key in SINK_KEYS},
     }
 
 
