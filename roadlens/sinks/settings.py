@@ -14,7 +14,10 @@ ROADLENS_KAFKA_BOOTSTRAP   ``host:9092[,host:9092]``              (off)
 ROADLENS_KAFKA_PREFIX      topic prefix                           ``roadlens``
 ROADLENS_KAFKA_FORMAT      ``json`` or ``protobuf``               ``json``
 ROADLENS_MQTT_URL          ``mqtt://user:pw@host:1883``           (off)
+ROADLENS_MQTT_PREFIX       topic prefix                           ``roadlens``
+ROADLENS_MQTT_QOS          0, 1 or 2                              ``1``
 ROADLENS_AMQP_URL          ``amqp://user:pw@host:5672/vhost``     (off)
+ROADLENS_AMQP_EXCHANGE     topic exchange name                    ``roadlens``
 ROADLENS_EXPORT_DIR        folder for CSV/JSONL file export       (off)
 ROADLENS_EXPORT_FORMAT     ``jsonl`` or ``csv`` (+ ``.gz``)       ``jsonl.gz``
 =========================  =====================================  ==================
@@ -44,7 +47,10 @@ class SinkSettings:
     kafka_prefix: str = "roadlens"
     kafka_format: str = "json"
     mqtt_url: str = ""
+    mqtt_prefix: str = "roadlens"
+    mqtt_qos: str = "1"
     amqp_url: str = ""
+    amqp_exchange: str = "roadlens"
     export_dir: str = ""
     export_format: str = "jsonl.gz"
     spool_dir: str = ""
@@ -115,11 +121,15 @@ def open_sink(name: str, settings: SinkSettings) -> Sink:
     if name == "mqtt":
         from roadlens.sinks.mqtt import MqttSink
 
-        return MqttSink(settings.mqtt_url)
+        if settings.mqtt_qos not in {"0", "1", "2"}:
+            raise SinkError(f"ROADLENS_MQTT_QOS must be 0, 1 or 2, not {settings.mqtt_qos!r}")
+        return MqttSink(
+            settings.mqtt_url, topic_prefix=settings.mqtt_prefix, qos=int(settings.mqtt_qos)
+        )
     if name == "amqp":
         from roadlens.sinks.amqp import AmqpSink
 
-        return AmqpSink(settings.amqp_url)
+        return AmqpSink(settings.amqp_url, exchange=settings.amqp_exchange)
     from roadlens.sinks.files import FileExportSink
 
     return FileExportSink(settings.export_dir, file_format=settings.export_format)

@@ -1,0 +1,52 @@
+"""Sink settings come from the environment only, and never show a password."""
+
+from __future__ import annotations
+
+import pytest
+
+from roadlens.sinks.base import SinkError, percentiles_ms, redact_url
+from roadlens.sinks.settings import SINK_NAMES, SinkSettings, open_sink
+
+
+def test_every_sink_is_off_without_its_variable() -> None:
+    settings = SinkSettings.from_env({"ROADLENS_HOME": "/tmp/x"})
+    assert [n for n in SINK_NAMES if settings.enabled(n)] == []
+    with pytest.raises(SinkError, match="set ROADLENS_KAFKA_BOOTSTRAP"):
+        open_sink("kafka", settings)
+
+
+def test_variables_map_to_fields_and_targets_are_redacted() -> None:
+    env = {
+        "ROADLENS_POSTGRES_URL": "postgresql://app:pa55word@db:5432/roads",
+        "ROADLENS_POSTGRES_SCHEMA": "fleet",
+        "ROADLENS_KAFKA_BOOTSTRAP": "k1:9092,k2:9092",
+        "ROADLENS_KAFKA_FORMAT": "protobuf",
+        "ROADLENS_HOME": "/srv/roadlens",
+    }
+    settings = SinkSettings.from_env(env)
+    assert settings.postgres_schema == "fleet"
+    assert settings.kafka_format == "protobuf"
+    assert settings.spool_dir == "/srv/roadlens/spool"
+    assert settings.target("postgres") == "postgresql://app:***@db:5432/roads"
+    assert "pa55word" not in repr(settings.target("postgres"))
+    assert settings.target("kafka") == "k1:9092,k2:9092"
+    assert {n for n in SINK_NAMES if settings.enabled(n)} == {"postgres", "kafka"}
+
+
+def test_bad_mqtt_qos_is_named() -> None:
+    settings = SinkSettings.from_env({"ROADLENS_MQTT_URL": "mqtt://h:1", "ROADLENS_MQTT_QOS": "3"})
+    with pytest.raises(SinkError, match="ROADLENS_MQTT_QOS must be 0, 1 or 2"):
+        open_sink("mqtt", settings)
+
+
+def test_redact_url_keeps_urls_without_password() -> None:
+    assert redact_url("mqtt://127.0.0.1:1883") == "mqtt://127.0.0.1:1883"
+    assert redact_url("amqp://guest:guest@h:5672/%2F") == "amqp://guest:***@h:5672/%2F"
+
+
+def test_percentiles_are_in_milliseconds() -> None:
+    stats = percentiles_ms([0.001] * 98 + [0.1, 0.2])
+    assert stats["p50"] == pytest.approx(1.0)
+    assert stats["max"] == pytest.approx(200.0)
+    assert 1.0 < stats["p99"] <= 200.0
+    assert percentiles_ms([]) == {}
