@@ -378,6 +378,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
         dedupe=not args.no_dedupe,
         max_messages=args.max_messages,
         timeout_s=args.timeout,
+        group_id=args.group,
     ):
         print(json.dumps(message, default=str), flush=True)
     return 0
@@ -389,7 +390,8 @@ def cmd_replay_spool(args: argparse.Namespace) -> int:
     spool = Path(args.spool_dir) if args.spool_dir else Path(_sink_settings().spool_dir) / "kafka"
     report = replay_spool(_kafka_bootstrap(args), spool)
     print(json.dumps(report, indent=2, default=str))
-    return 0
+    # Records still spooled mean the broker is not back: say so in the exit status.
+    return 1 if report.get("remaining") else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -467,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest message")
     p.add_argument("--no-dedupe", action="store_true", help="also print repeated ids")
     p.add_argument("--max-messages", type=int, help="stop after this many messages")
-    p.add_argument("--timeout", type=float, default=None, help="stop after this many idle seconds")
+    p.add_argument("--timeout", type=float, default=5.0, help="stop after this many idle seconds")
+    p.add_argument("--group", help="consumer group id (default: a throwaway group)")
     p.set_defaults(func=cmd_tail)
 
     p = sub.add_parser("replay-spool", help="send Kafka records spooled while the broker was down")
