@@ -165,8 +165,7 @@ def main() -> int:
             f"{r['connect_s'] * 1000:>11.1f} {r['rows'] / r['write_s']:>10,.0f}"
         )
     print(
-        f"{'all sinks':<18} {total * 1000:>9.1f} {total / detection_s:>7.2%}   "
-        f"(target: under 2 %)"
+        f"{'all sinks':<18} {total * 1000:>9.1f} {total / detection_s:>7.2%}   (target: under 2 %)"
     )
     for note in notes:
         print(f"note: {note}")

@@ -104,7 +104,9 @@ def test_file_export_writes_once_then_skips_unchanged_videos(
 
     # A changed video (e.g. re-detected with another model) goes out again, alone.
     changed = synthetic_detections(300, video_id=VIDEOS[0], seed=9)
-    filled_lake.write_video("detections", changed, date=DATE, source_id="veh-01", video_id=VIDEOS[0])
+    filled_lake.write_video(
+        "detections", changed, date=DATE, source_id="veh-01", video_id=VIDEOS[0]
+    )
     third = _meta(_materialize(filled_lake, ("file_detections",)), "file_detections")
     assert (third["videos_written"], third["videos_unchanged"]) == (1, 1)
     assert third["rows"] == 300
@@ -146,7 +148,9 @@ def test_kafka_detections_reach_the_topic_once_per_id(
     assert result.success
     assert _meta(result, "kafka_detections")["rows"] == 2_000
     # Forced re-run: sent again; a consumer deduping by detection_id still sees one copy.
-    assert _materialize(filled_lake, ("kafka_detections",), video_ids=[VIDEOS[0]], force=True).success
+    assert _materialize(
+        filled_lake, ("kafka_detections",), video_ids=[VIDEOS[0]], force=True
+    ).success
     seen = list(
         tail(kafka_bootstrap, [topic_name(prefix, "detections")], dedupe=True, timeout_s=10.0)
     )
@@ -157,9 +161,7 @@ def test_kafka_detections_reach_the_topic_once_per_id(
 def test_a_sink_that_cannot_be_reached_fails_the_step_and_names_it(
     filled_lake: ParquetLake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(
-        "ROADLENS_POSTGRES_URL", "postgresql://roadlens:s3cret@127.0.0.1:9/roadlens"
-    )
+    monkeypatch.setenv("ROADLENS_POSTGRES_URL", "postgresql://roadlens:s3cret@127.0.0.1:9/roadlens")
     result = _materialize(filled_lake, ("pg_detections",))
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
