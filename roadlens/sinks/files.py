@@ -183,7 +183,7 @@ class FileExportSink(SinkBase):
         file_format: str = "jsonl.gz",
         rotate_bytes: int | None = 64 * 2**20,
         rotate_seconds: float | None = 3600,
-        compresslevel: int = 6,
+        compresslevel: int = 1,
     ) -> None:
         if file_format not in FORMATS:
             raise SinkError(f"files: unknown format {file_format!r}; expected one of {FORMATS}")
