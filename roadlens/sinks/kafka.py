@@ -74,6 +74,7 @@ from roadlens.sinks.base import (
     percentiles_ms,
     redact_url,
 )
+from roadlens.sinks.encode import json_lines
 from roadlens.sinks.proto import CONTENT_TYPE as PROTOBUF_CONTENT_TYPE
 from roadlens.sinks.proto import decode_protobuf, encode_protobuf_array
 
@@ -270,33 +271,8 @@ def ensure_topics(
 # --- encoding ------------------------------------------------------------------------------
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _json_piece(field: pa.Field) -> str:
-    """SQL that renders one column's JSON value as text (``null`` for nulls)."""
-    column = _quote(field.name)
-    t = field.type
-    if pa.types.is_timestamp(t):
-        text = f"""'"' || strftime({column}::TIMESTAMP, '%Y-%m-%dT%H:%M:%S.%fZ') || '"'"""
-    elif pa.types.is_floating(t):
-        # DuckDB prints the shortest text that round-trips the value (float32 stays 764.354).
-        text = f"CASE WHEN isfinite({column}) THEN {column}::VARCHAR END"
-    elif pa.types.is_integer(t):
-        text = f"{column}::VARCHAR"
-    elif field.name in ("attributes",) and pa.types.is_string(t):
-        text = f"json({column})::VARCHAR"  # JSON text is embedded as an object
-    else:
-        text = f"to_json({column})::VARCHAR"  # strings (escaped), bools, lists
-    return f"coalesce({text}, 'null')"
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _is_constant(column: pa.ChunkedArray | pa.Array) -> bool:
+    """Whether every row holds the same value (nulls included)."""
     if len(column) <= 1:
         return True
     if column.null_count:
@@ -307,49 +283,14 @@ def _is_constant(column: pa.ChunkedArray | pa.Array) -> bool:
 
 
 def encode_json_array(table: pa.Table, *, threads: int | None = None) -> pa.Array:
-    """One compact JSON object per row, as an Arrow string array (bulk, in DuckDB).
+    """One compact JSON object per row (see :func:`roadlens.sinks.encode.json_lines`).
 
-    The same JSON as :func:`roadlens.sinks.encode.json_lines` (timestamps
-    ``2026-05-04T10:00:00.250000Z``, float32 as their shortest decimal, ``attributes``
-    embedded, non-finite floats and nulls as ``null``), built about 2x faster: each row is
-    one ``concat`` of per-column text instead of a ``to_json(struct)``, and columns that
-    hold one value in the whole table (video_id, model_sha256, ...) are rendered once and
-    folded into the literal text between the varying columns. Small floats may print as
-    ``5.811321e-05`` instead of ``0.00005811321``: the same number.
+    ``threads`` is kept for callers that set it; polars sizes its own pool.
 
     >>> encode_json_array(pa.table({"a": [1, None], "b": ["x", "y"]})).to_pylist()
     ['{"a":1,"b":"x"}', '{"a":null,"b":"y"}']
     """
-    if table.num_rows == 0:
-        return pa.array([], pa.string())
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        if threads:
-            con.execute(f"SET threads = {int(threads)}")
-        con.register("rows_to_encode", table)
-        constant = [f for f in table.schema if _is_constant(table.column(f.name))]
-        rendered: dict[str, str] = {}
-        if constant:
-            sql = ", ".join(_json_piece(f) for f in constant)
-            row = con.sql(f"SELECT {sql} FROM rows_to_encode LIMIT 1").fetchall()[0]
-            rendered = {f.name: value for f, value in zip(constant, row, strict=True)}
-        parts: list[str] = []
-        text = ""
-        for i, f in enumerate(table.schema):
-            text += ("{" if i == 0 else ",") + json.dumps(f.name) + ":"
-            if f.name in rendered:
-                text += rendered[f.name]
-                continue
-            parts += [_literal(text), _json_piece(f)]
-            text = ""
-        parts.append(_literal(text + "}"))
-        # A plain scan keeps the row order (preserve_insertion_order is DuckDB's default).
-        result = con.sql(f"SELECT concat({', '.join(parts)}) AS j FROM rows_to_encode")
-        column = result.to_arrow_table().column("j")
-    finally:
-        con.close()
-    return column.combine_chunks()
+    return json_lines(table)
 
 
 def encode_values(table: pa.Table, value_format: str, *, threads: int | None = None) -> pa.Array:
