@@ -1,0 +1,500 @@
+"""Spatial triggers: cross, zone, intersection, distance, direction, stopped, speed.
+
+Each takes ``dets`` (the detections that passed the rule's criteria and area, DETECTIONS
+columns), ``frames`` (every sampled frame) and parameters, and returns hits
+(:mod:`roadlens.ode.hits`). Everything is whole-column numpy/pandas: no Python loop per
+detection or per frame. Track triggers sort by ``(video_id, track_id, pts_sec)`` once and
+compare neighbours; pair triggers merge A and B within ``(video_id, frame_number)``.
+
+Example:
+    >>> import pandas as pd
+    >>> from roadlens.ode.geometry import Line
+    >>> dets = pd.DataFrame({
+    ...     "detection_id": ["a", "b"], "video_id": "v", "track_id": [1, 1],
+    ...     "frame_number": [0, 1], "pts_sec": [0.0, 1.0],
+    ...     "captured_at": pd.to_datetime([0, 1], unit="s", utc=True),
+    ...     "x1": [0.0, 0.0], "y1": [0.0, 20.0], "x2": [10.0, 10.0], "y2": [5.0, 25.0],
+    ...     "frame_width": 100, "frame_height": 100})
+    >>> hits = cross(dets, None, Line((0, 10), (100, 10)))
+    >>> hits[["pts_sec", "direction"]].values.tolist()
+    [[0.25, 'in']]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from roadlens.ode.geometry import Line, Polygon, Polyline, anchor_points
+from roadlens.ode.hits import conform_hits, empty_hits
+
+__all__ = [
+    "cross",
+    "direction",
+    "distance",
+    "intersection",
+    "speed",
+    "stopped",
+    "zone",
+]
+
+
+# --- shared helpers ------------------------------------------------------------------------
+
+_TRACK_COLS = [
+    "detection_id",
+    "video_id",
+    "frame_number",
+    "pts_sec",
+    "captured_at",
+    "track_id",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "frame_width",
+    "frame_height",
+]
+
+
+def _tracks(dets: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Tracked rows sorted by (video, track, pts) and an int key per (video, track)."""
+    # Only the columns track triggers read: sorting a wide table moves every column.
+    cols = [c for c in _TRACK_COLS if c in dets]
+    df = dets.loc[dets["track_id"].notna().to_numpy(), cols]
+    df = df.sort_values(["video_id", "track_id", "pts_sec"], kind="stable").reset_index(drop=True)
+    key = df.groupby(["video_id", "track_id"], sort=False).ngroup().to_numpy()
+    return df, key
+
+
+def _wh(df: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if "frame_width" not in df:
+        return None, None
+    return df["frame_width"].to_numpy(np.float64), df["frame_height"].to_numpy(np.float64)
+
+
+def _uv(df: pd.DataFrame, anchor: str) -> tuple[np.ndarray, np.ndarray]:
+    # "any" is an area test, not a point; motion and lines use the box centre for it.
+    point = "center" if anchor == "any" else anchor
+    return anchor_points(df["x1"], df["y1"], df["x2"], df["y2"], point)
+
+
+def _ids(*cols: pd.Series | np.ndarray) -> list[list[str]]:
+    return np.column_stack([np.asarray(c, dtype=object) for c in cols]).tolist()
+
+
+def _row_hits(df: pd.DataFrame, value: np.ndarray | float = 1.0, direction=None) -> pd.DataFrame:
+    """One hit per detection row of ``df``."""
+    if df.empty:
+        return empty_hits()
+    out = pd.DataFrame(
+        {
+            "video_id": df["video_id"].to_numpy(),
+            "frame_number": df["frame_number"].to_numpy(),
+            "pts_sec": df["pts_sec"].to_numpy(),
+            "captured_at": df["captured_at"].array,
+            "track_id": df["track_id"].to_numpy(),
+            "value": value,
+            "direction": direction if direction is not None else pd.NA,
+            "detection_ids": _ids(df["detection_id"]),
+        }
+    )
+    return conform_hits(out)
+
+
+def _sort_hits(hits: pd.DataFrame) -> pd.DataFrame:
+    order = ["video_id", "pts_sec", "frame_number", "track_id"]
+    return hits.sort_values(order, kind="stable", na_position="first").reset_index(drop=True)
+
+
+# --- cross -----------------------------------------------------------------------------------
+
+
+def _crossings(
+    key: np.ndarray,
+    pts: np.ndarray,
+    s: np.ndarray,
+    hysteresis_px: float,
+    hysteresis_s: float,
+) -> dict[str, np.ndarray]:
+    """Confirmed side changes of a signed-distance signal ``s``, rows sorted by (key, pts).
+
+    Returns arrays over crossings: ``k`` (row before the crossing; ``k + 1`` is after),
+    ``f`` (fraction of the way from row k to k+1), ``t`` (interpolated time) and
+    ``side`` (+1: ended on the positive side).
+    """
+    empty = {n: np.array([], dtype=t) for n, t in (("k", int), ("f", float), ("t", float))}
+    empty["side"] = np.array([], dtype=int)
+    # Decisive samples are further than the hysteresis band from the line; samples in the
+    # band never change the side, so jitter on the line cannot double count.
+    state = np.where(s > hysteresis_px, 1, np.where(s < -hysteresis_px, -1, 0))
+    dec = np.flatnonzero(state != 0)
+    if dec.size < 2:
+        return empty
+    dk, ds = key[dec], state[dec]
+    cand = np.flatnonzero((dk[1:] == dk[:-1]) & (ds[1:] != ds[:-1]))
+    if cand.size == 0:
+        return empty
+    a, side, ck = dec[cand], ds[cand + 1], dk[cand + 1]
+    # The crossing instant: the first raw sign change at or after the last decisive sample
+    # on the old side (one exists, since s[a] and s[b] have opposite signs).
+    sg = np.sign(s)
+    change = np.flatnonzero((key[1:] == key[:-1]) & (sg[1:] != sg[:-1]))
+    k = change[np.searchsorted(change, a)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.clip(s[k] / (s[k] - s[k + 1]), 0.0, 1.0)
+    t = pts[k] + f * (pts[k + 1] - pts[k])
+    # Confirmation by the future: a crossing is refuted when the track crosses back within
+    # hysteresis_s (the next candidate of the same track is too soon). A track that ends
+    # on the new side confirms it, so a vehicle leaving the view right after the line counts.
+    if hysteresis_s > 0:
+        same_next = np.r_[ck[1:] == ck[:-1], False]
+        gap = np.r_[t[1:] - t[:-1], np.inf]
+        ok = ~(same_next & (gap < hysteresis_s))
+        a, side, ck, k, f, t = (x[ok] for x in (a, side, ck, k, f, t))
+    if side.size == 0:
+        return empty
+    # Side sequence per track starts at the first decisive side; a confirmed crossing counts
+    # only when it changes the side (a refuted excursion and its return cancel out).
+    first = np.unique(dk, return_index=True)
+    initial = np.zeros(key.max() + 1, dtype=int)
+    initial[first[0]] = ds[first[1]]
+    prev = np.r_[0, side[:-1]]
+    new_track = np.r_[True, ck[1:] != ck[:-1]]
+    prev = np.where(new_track, initial[ck], prev)
+    keep = side != prev
+    return {"k": k[keep], "f": f[keep], "t": t[keep], "side": side[keep]}
+
+
+def _cross_one(
+    df: pd.DataFrame,
+    key: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    area: Line | Polygon,
+    hysteresis_px: float,
+    hysteresis_s: float,
+) -> pd.DataFrame:
+    w, h = _wh(df)
+    s = area.signed_distance(u, v, w, h)
+    pts = df["pts_sec"].to_numpy(np.float64)
+    c = _crossings(key, pts, s, hysteresis_px, hysteresis_s)
+    k, f = c["k"], c["f"]
+    if isinstance(area, Line) and k.size:
+        # Segment bounds at the interpolated crossing point (not at either sample).
+        uc, vc = u[k] + f * (u[k + 1] - u[k]), v[k] + f * (v[k + 1] - v[k])
+        wk = None if w is None else w[k]
+        hk = None if h is None else h[k]
+        inside = area.within_bounds(uc, vc, wk, hk)
+        c = {n: arr[inside] for n, arr in c.items()}
+        k, f = c["k"], c["f"]
+    cap = df["captured_at"]
+    cap_ns = cap.dt.as_unit("ns").astype("int64").to_numpy() if len(cap) else np.array([], int)
+    cap_t = cap_ns[k] + np.round(f * (cap_ns[k + 1] - cap_ns[k])).astype(np.int64)
+    ids = df["detection_id"].to_numpy(dtype=object)
+    return pd.DataFrame(
+        {
+            "video_id": df["video_id"].to_numpy()[k + 1],
+            "frame_number": df["frame_number"].to_numpy()[k + 1],
+            "pts_sec": c["t"],
+            "captured_at": pd.to_datetime(cap_t, utc=True),
+            "track_id": df["track_id"].to_numpy()[k + 1],
+            "value": 1.0,
+            "direction": np.where(c["side"] > 0, "in", "out"),
+            "detection_ids": _ids(ids[k], ids[k + 1]),
+            "_key": key[k + 1],
+        }
+    )
+
+
+def cross(
+    dets: pd.DataFrame,
+    frames: pd.DataFrame | None,
+    area: Line | Polyline | Polygon,
+    *,
+    anchor: str = "bottom_center",
+    hysteresis_px: float = 0.0,
+    hysteresis_s: float = 0.0,
+    count: str = "every",
+    directions: Sequence[str] = ("in", "out"),
+) -> pd.DataFrame:
+    """Crossings of a line, polyline or polygon boundary by each track's anchor.
+
+    ``in`` means the track ended on the line's ``in_side`` (or inside the polygon). A hit's
+    ``pts_sec`` and ``captured_at`` are the interpolated crossing instant; ``frame_number``
+    is the first sample on the new side; ``detection_ids`` the samples before and after.
+    ``count="once"`` keeps each track's first crossing.
+    """
+    df, key = _tracks(dets)
+    if df.empty:
+        return empty_hits()
+    u, v = _uv(df, anchor)
+    if isinstance(area, Polyline):
+        # Each segment is its own line (bounded, same in_side); a crossing exactly at a
+        # vertex is reported once.
+        parts = [
+            _cross_one(df, key, u, v, seg, hysteresis_px, hysteresis_s) for seg in area.segments
+        ]
+        found = pd.concat(parts, ignore_index=True)
+        found = found.sort_values(["_key", "pts_sec"], kind="stable")
+        found = found.drop_duplicates(["_key", "frame_number", "direction"])
+    else:
+        found = _cross_one(df, key, u, v, area, hysteresis_px, hysteresis_s)
+    found = found[found["direction"].isin(list(directions))]
+    if count == "once":
+        found = found.sort_values(["_key", "pts_sec"], kind="stable").drop_duplicates("_key")
+    if found.empty:
+        return empty_hits()
+    return _sort_hits(conform_hits(found.drop(columns="_key")))
+
+
+# --- zone ------------------------------------------------------------------------------------
+
+
+def zone(
+    dets: pd.DataFrame,
+    frames: pd.DataFrame | None,
+    area: Polygon,
+    *,
+    anchor: str = "bottom_center",
+    mode: str | None = None,
+) -> pd.DataFrame:
+    """One hit per detection whose anchor (or, for ``"any"``, any part of the box) passes
+    the polygon: inside it (``include``) or outside it (``exclude``). With edge firing per
+    track, the events are zone entries."""
+    if dets.empty:
+        return empty_hits()
+    poly = (
+        area
+        if mode is None or mode == area.mode
+        else Polygon(
+            area.points,
+            mode=mode,
+            normalized=area.normalized,  # type: ignore[arg-type]
+        )
+    )
+    w, h = _wh(dets)
+    ok = poly.passes(dets["x1"], dets["y1"], dets["x2"], dets["y2"], anchor, w, h)
+    return _sort_hits(_row_hits(dets[ok]))
+
+
+# --- A x B pairs -------------------------------------------------------------------------------
+
+
+def _pairs(dets: pd.DataFrame, class_a: Sequence[str], class_b: Sequence[str]) -> pd.DataFrame:
+    """Every (A, B) pair of distinct detections in the same frame of the same video.
+
+    A merge on (video_id, frame_number) costs sum over frames of |A_f| x |B_f| rows, not
+    |A| x |B|. When a class is in both lists each unordered pair is kept once.
+    """
+    cols = ["detection_id", "video_id", "frame_number", "pts_sec", "captured_at", "track_id"]
+    cols += ["class_name", "x1", "y1", "x2", "y2"]
+    a = dets.loc[dets["class_name"].isin(class_a), cols]
+    b = dets.loc[dets["class_name"].isin(class_b), cols]
+    b = b.drop(columns=["pts_sec", "captured_at"])
+    p = a.merge(b, on=["video_id", "frame_number"], suffixes=("_a", "_b"))
+    p = p[p["detection_id_a"] != p["detection_id_b"]]
+    both = p["class_name_a"].isin(class_b) & p["class_name_b"].isin(class_a)
+    p = p[~both | (p["detection_id_a"] < p["detection_id_b"])]
+    return p.reset_index(drop=True)
+
+
+def _pair_hits(p: pd.DataFrame, value: np.ndarray) -> pd.DataFrame:
+    if p.empty:
+        return empty_hits()
+    out = pd.DataFrame(
+        {
+            "video_id": p["video_id"].to_numpy(),
+            "frame_number": p["frame_number"].to_numpy(),
+            "pts_sec": p["pts_sec"].to_numpy(),
+            "captured_at": p["captured_at"].array,
+            "track_id": p["track_id_a"].to_numpy(),
+            "value": value,
+            "detection_ids": _ids(p["detection_id_a"], p["detection_id_b"]),
+        }
+    )
+    return _sort_hits(conform_hits(out))
+
+
+def intersection(
+    dets: pd.DataFrame,
+    frames: pd.DataFrame | None,
+    *,
+    class_a: Sequence[str],
+    class_b: Sequence[str],
+    measure: str = "area",
+    min_value: float = 0.0,
+) -> pd.DataFrame:
+    """A hit per (A, B) pair whose boxes intersect in a frame.
+
+    ``area``: overlap area in px² > 0 and >= ``min_value`` (containment counts);
+    ``iou``: intersection over union > 0 and >= ``min_value``; ``contains``: one box lies
+    entirely inside the other (value 1). The hit's track is A's.
+    """
+    p = _pairs(dets, class_a, class_b)
+    if p.empty:
+        return empty_hits()
+    g = {c: p[c].to_numpy(np.float64) for c in p.columns if c[:2] in ("x1", "y1", "x2", "y2")}
+    iw = np.minimum(g["x2_a"], g["x2_b"]) - np.maximum(g["x1_a"], g["x1_b"])
+    ih = np.minimum(g["y2_a"], g["y2_b"]) - np.maximum(g["y1_a"], g["y1_b"])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area_a = (g["x2_a"] - g["x1_a"]) * (g["y2_a"] - g["y1_a"])
+    area_b = (g["x2_b"] - g["x1_b"]) * (g["y2_b"] - g["y1_b"])
+    if measure == "area":
+        value = inter
+    elif measure == "iou":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.nan_to_num(inter / (area_a + area_b - inter))
+    elif measure == "contains":
+        value = ((inter >= area_a) | (inter >= area_b)).astype(np.float64) * (inter > 0)
+    else:
+        raise ValueError(f"unknown intersection measure {measure!r}")
+    ok = (value > 0) & (value >= min_value)
+    return _pair_hits(p[ok], value[ok])
+
+
+def distance(
+    dets: pd.DataFrame,
+    frames: pd.DataFrame | None,
+    *,
+    class_a: Sequence[str],
+    class_b: Sequence[str],
+    anchor: str = "bottom_center",
+    min: float = 0.0,  # the rule file's own names
+    max: float | None = None,
+    unit: str = "px",
+    fire: str = "inside",
+) -> pd.DataFrame:
+    """A hit per (A, B) pair whose anchor distance is inside (or outside) [min, max].
+
+    ``unit``: ``px``, or ``pct_width``/``pct_height`` = percent of A's box width/height.
+    """
+    p = _pairs(dets, class_a, class_b)
+    if p.empty:
+        return empty_hits()
+    point = "center" if anchor == "any" else anchor
+    ua, va = anchor_points(p["x1_a"], p["y1_a"], p["x2_a"], p["y2_a"], point)
+    ub, vb = anchor_points(p["x1_b"], p["y1_b"], p["x2_b"], p["y2_b"], point)
+    d = np.hypot(ua - ub, va - vb)
+    if unit != "px":
+        lo, hi = ("x1_a", "x2_a") if unit == "pct_width" else ("y1_a", "y2_a")
+        size = p[hi].to_numpy(np.float64) - p[lo].to_numpy(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = 100.0 * d / size
+    inside = (d >= min) & (d <= (np.inf if max is None else max))
+    ok = inside if fire == "inside" else ~inside
+    return _pair_hits(p[ok], d[ok])
+
+
+# --- motion: direction, stopped, speed -------------------------------------------------------
+
+
+def _motion(dets: pd.DataFrame, anchor: str, window_s: float) -> tuple[pd.DataFrame, ...]:
+    """Per tracked row: displacement (du, dv) and time dt since a reference sample of the
+    same track: the previous one, or the latest at least ``window_s`` earlier."""
+    df, key = _tracks(dets)
+    u, v = _uv(df, anchor)
+    pts = df["pts_sec"].to_numpy(np.float64)
+    first = np.r_[True, key[1:] != key[:-1]] if len(key) else np.array([], dtype=bool)
+    if window_s <= 0:
+        ref = np.where(first, -1, np.arange(len(df)) - 1)
+    else:
+        # One monotone time axis for all tracks (each track shifted past the previous one),
+        # so one searchsorted finds, for every row, the latest sample >= window_s earlier.
+        start = np.maximum.accumulate(np.where(first, np.arange(len(df)), 0))
+        rel = pts - pts[start]
+        span = (rel.max() if len(rel) else 0.0) + window_s + 1.0
+        axis = key * span + rel
+        # 1 µs of tolerance so 0.3 - 0.2 (= 0.0999...) still finds the sample at 0.1.
+        ref = np.searchsorted(axis, axis - window_s + 1e-6, side="right") - 1
+        ref = np.where(ref >= start, ref, -1)
+    has = ref >= 0
+    r = np.where(has, ref, 0)
+    du = np.where(has, u - u[r], np.nan)
+    dv = np.where(has, v - v[r], np.nan)
+    dt = np.where(has, pts - pts[r], np.nan)
+    return df, key, du, dv, dt
+
+
+def _speed(du: np.ndarray, dv: np.ndarray, dt: np.ndarray, mpp: float | None) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sp = np.where(dt > 0, np.hypot(du, dv) / dt, np.nan)
+    return sp * (mpp or 1.0)
+
+
+def direction(
+    dets: pd.DataFrame,
+    frames: pd.DataFrame | None,
+    *,
+    min_deg: float,
+    max_deg: float,
+    anchor: str = "bottom_center",
+    min_distance_px: float = 2.0,
+    window_s: float = 0.0,
+) -> pd.DataFrame:
+    """A hit per tracked sample whose heading since its reference sample is in
+    [min_deg, max_deg] (degrees, 0 = +x/right, 90 = +y/down, ranges may wrap past 360),
+    ignoring moves shorter than ``min_distance_px``. ``value`` is the heading."""
+    df, _, du, dv, _ = _motion(dets, anchor, window_s)
+    if df.empty:
+        return empty_hits()
+    heading = np.degrees(np.arctan2(dv, du)) % 360.0
+    lo, hi = min_deg % 360.0, max_deg % 360.0
+    if max_deg - min_deg >= 360:
+        in_range = np.ones(len(df), dtype=bool)
+    elif lo <= hi:
+        in_range = (heading >= lo) & (heading <= hi)
+    else:
+        in_range = (heading >= lo) | (heading <= hi)
+    ok = in_range & (np.hypot(du, dv) >= min_distance_px)
+    return _sort_hits(_row_hits(df[ok], heading[ok]))
+
+
+def speed(
+    dets: pd.DataFrame,
+    frames: pd.DataFrame | None,
+    *,
+    anchor: str = "bottom_center",
+    min: float = 0.0,
+    max: float | None = None,
+    metres_per_pixel: float | None = None,
+    window_s: float = 0.0,
+) -> pd.DataFrame:
+    """A hit per tracked sample whose anchor speed is in [min, max]: px/s, or m/s when
+    ``metres_per_pixel`` is given. ``value`` is the speed."""
+    df, _, du, dv, dt = _motion(dets, anchor, window_s)
+    if df.empty:
+        return empty_hits()
+    sp = _speed(du, dv, dt, metres_per_pixel)
+    ok = (sp >= min) & (sp <= (np.inf if max is None else max))
+    return _sort_hits(_row_hits(df[ok], sp[ok]))
+
+
+def stopped(
+    dets: pd.DataFrame,
+    frames: pd.DataFrame | None,
+    *,
+    max_speed: float,
+    anchor: str = "bottom_center",
+    min_seconds: float = 1.0,
+    metres_per_pixel: float | None = None,
+    window_s: float = 0.0,
+) -> pd.DataFrame:
+    """A hit per tracked sample once the track has moved slower than ``max_speed`` for at
+    least ``min_seconds`` of stream time. The stop starts at the reference sample of its
+    first slow sample; ``value`` is the stopped duration so far."""
+    df, key, du, dv, dt = _motion(dets, anchor, window_s)
+    if df.empty:
+        return empty_hits()
+    slow = _speed(du, dv, dt, metres_per_pixel) < max_speed  # NaN (first sample) is False
+    pts = df["pts_sec"].to_numpy(np.float64)
+    start_run = slow & ~np.r_[False, slow[:-1] & (key[1:] == key[:-1])]
+    run = np.cumsum(start_run)
+    start_t = np.where(start_run, pts - np.nan_to_num(dt), np.nan)
+    # Forward-fill each run's start time to its rows (runs are contiguous).
+    run_start = pd.Series(start_t).groupby(run).transform("first").to_numpy()
+    dur = np.where(slow, pts - run_start, np.nan)
+    ok = slow & (dur >= min_seconds)
+    return _sort_hits(_row_hits(df[ok], dur[ok]))
