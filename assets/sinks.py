@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from assets.batch import VideoBatch
+from assets.ode import ode_events
 from assets.spine import enriched_detections
 from orchestration.partitions import capture_date
 from resources import LakeResource
@@ -178,9 +179,11 @@ def build_sink_asset(sink: str, table: str, upstream: dg.AssetsDefinition) -> dg
     return _sink_asset
 
 
-# Detections go to every server-backed sink and the file export; events follow the ODE stage.
+# Detections go to the databases, Kafka and the file export; rule events go there too and
+# to the MQTT and AMQP brokers (low volume, for IoT and workflow consumers).
 DETECTION_SINKS = ("postgres", "mongo", "kafka", "files")
+EVENT_SINKS = ("postgres", "mongo", "kafka", "mqtt", "amqp", "files")
 SINK_ASSETS = tuple(
     build_sink_asset(sink, "detections", enriched_detections) for sink in DETECTION_SINKS
-)
+) + tuple(build_sink_asset(sink, "events", ode_events) for sink in EVENT_SINKS)
 SINK_ASSET_NAMES = tuple(a.key.to_user_string() for a in SINK_ASSETS)

@@ -1,4 +1,4 @@
-"""Asset jobs: the spine and its sinks for one capture date."""
+"""Asset jobs: the spine, the ODE stage and the sinks for one capture date."""
 
 import dagster as dg
 
@@ -6,11 +6,11 @@ from orchestration.partitions import capture_date
 
 spine_job = dg.define_asset_job(
     "spine_job",
-    selection=dg.AssetSelection.groups("spine", "sinks"),
+    selection=dg.AssetSelection.groups("spine", "ode", "sinks"),
     partitions_def=capture_date,
     description=(
-        "Register, sample, detect and enrich the videos of one capture date, then export them "
-        "to every sink that is switched on."
+        "Register, sample, detect and enrich the videos of one capture date, evaluate the ODE "
+        "rules and heat maps, then export to every sink that is switched on."
     ),
     tags={"lane": "batch"},
 )

@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import duckdb
+import numpy as np
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,14 +55,18 @@ def ingest(
     detector_overrides: dict | None = None,
     quiet: bool = False,
     log_level: str = "INFO",
+    rules: str | None = None,
 ) -> dict:
-    """Register ``paths`` and materialize the spine for their capture dates; return a summary."""
+    """Register ``paths`` and materialize the whole job for their capture dates; return a summary."""
     import dagster as dg
 
     defs = _import_definitions()
-    from assets.batch import SPINE_ASSETS, batch_run_config
-    from assets.sinks import SINK_ASSET_NAMES, SINK_ASSETS
+    from assets.batch import batch_run_config
+    from assets.jobs_config import JOB_ASSET_NAMES
+    from assets.ode import ODE_ASSETS
+    from assets.sinks import SINK_ASSETS
     from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
+    from resources.rules import RulesResource
     from roadlens.registry import VIDEO_SUFFIXES, register_video
 
     files: list[Path] = []
@@ -91,13 +96,14 @@ def ingest(
     # The same asset definitions the code location serves; resources are bound per call.
     from assets.spine import SPINE
 
-    assert all(defs.resolve_assets_def(a.key) for a in (*SPINE, *SINK_ASSETS))
-    assets = [*SPINE, *SINK_ASSETS]
+    assert all(defs.resolve_assets_def(a.key) for a in (*SPINE, *ODE_ASSETS, *SINK_ASSETS))
+    assets = [*SPINE, *ODE_ASSETS, *SINK_ASSETS]
     resources = {
         "lake": LakeResource(root=str(lake_root)),
         "sources": sources,
         "detector": DetectorResource(**(detector_overrides or {})),
         "sinks": SinksResource(),
+        "rules": RulesResource(path=rules or ""),
     }
     summary: dict = {
         "dates": {},
@@ -118,7 +124,7 @@ def ingest(
                     force=force,
                     source_id=source_id or "",
                     gps=gps or "",
-                    assets=SPINE_ASSETS + SINK_ASSET_NAMES,
+                    assets=JOB_ASSET_NAMES,
                 ),
                 "loggers": {"console": {"config": {"log_level": log_level}}},
             },
@@ -149,8 +155,9 @@ def _sink_summary(result) -> dict[str, dict]:
 def _run_summary(result, seconds: float) -> dict:
     meta = {
         node: _node_metadata(result, node)
-        for node in ("videos", "frames", "detections", "enriched_detections")
+        for node in ("videos", "frames", "detections", "enriched_detections", "ode_events")
     }
+    heatmap_meta = _node_metadata(result, "heatmaps")
     frames = meta["frames"].get("per_video", {})
     dets = meta["detections"].get("per_video", {})
     enriched = meta["enriched_detections"].get("per_video", {})
@@ -177,6 +184,9 @@ def _run_summary(result, seconds: float) -> dict:
             "run_total": seconds,
         },
         "outputs": meta["enriched_detections"].get("files", []),
+        "events": meta["ode_events"].get("per_rule", {}),
+        "rules": meta["ode_events"].get("rules_path", ""),
+        "heatmap_png": str(heatmap_meta.get("png", "")),
         "sinks": _sink_summary(result),
     }
 
@@ -196,6 +206,14 @@ def format_summary(date: str, s: dict) -> str:
         f"(model {secs['model']:.2f}) | enrich {secs['enrich']:.2f} | run total {secs['run_total']:.2f}",
     ]
     lines += [f"  output             {p}" for p in s["outputs"]]
+    events = s.get("events", {})
+    lines.append(
+        f"  rule events        {sum(events.values())}  "
+        + (", ".join(f"{k}={v}" for k, v in sorted(events.items())) or "(no rule fired)")
+        + (f"  [{Path(s['rules']).name}]" if s.get("rules") else "")
+    )
+    if s.get("heatmap_png"):
+        lines.append(f"  heat map           {s['heatmap_png']}")
     for node, meta in s.get("sinks", {}).items():
         if "skipped" in meta:
             lines.append(f"  {node:<18} off ({meta['skipped'].split(': ', 1)[-1]})")
@@ -222,6 +240,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         source_id=args.source_id,
         force=args.force,
         detector_overrides=overrides,
+        rules=args.rules,
     )
     print(
         f'lake: {_lake_root(args)}  (query it: roadlens query "SELECT * FROM detections LIMIT 5")'
@@ -335,6 +354,61 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ode(args: argparse.Namespace) -> int:
+    """Evaluate a rule file over any detections table, outside Dagster (the rule author's loop)."""
+    import pyarrow.parquet as pq
+
+    from roadlens.ode import load_rules
+    from roadlens.ode.accumulate import binned_counts, stats_table
+    from roadlens.ode.engine import evaluate_to_table
+    from roadlens.ode.heatmap import image_grid, render_png, to_table
+
+    rules = load_rules(args.rules)
+    detections = pq.read_table(args.detections).to_pandas()
+    detections["track_id"] = detections["track_id"].astype("Int64")
+    frames = pq.read_table(args.frames).to_pandas() if args.frames else None
+    started = time.perf_counter()
+    events = evaluate_to_table(detections, frames, rules)
+    seconds = time.perf_counter() - started
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(events, out / "events.parquet")
+    events_df = events.to_pandas()
+    pq.write_table(stats_table(binned_counts(events_df)), out / "event_stats.parquet")
+    grid = image_grid(detections, weight="dwell", segments=True)
+    first = detections.iloc[0] if len(detections) else None
+    if first is not None:
+        pq.write_table(
+            to_table(
+                grid,
+                video_id=str(first["video_id"]),
+                source_id=str(first["source_id"]),
+                heatmap_id="dwell",
+                weight="dwell",
+                captured_at=detections["captured_at"].min(),
+            ),
+            out / "heatmap.parquet",
+        )
+        w, h = int(first["frame_width"]), int(first["frame_height"])
+        background = np.zeros((h, w, 3), np.uint8)
+        render_png(grid, background, out / "heatmap.png", units="s")
+    per_rule = events_df["rule_id"].value_counts().sort_index().to_dict() if len(events_df) else {}
+    frames_n = (
+        frames["frame_number"].nunique()
+        if frames is not None
+        else detections[["video_id", "frame_number"]].drop_duplicates().shape[0]
+    )
+    print(
+        f"{len(rules.rules)} rules (sha256 {rules.sha256()[:12]}) over {len(detections)} detections "
+        f"in {seconds:.2f}s ({seconds / max(frames_n, 1) * 1e6:.0f} µs per frame): "
+        f"{events.num_rows} events"
+    )
+    for rule_id, n in per_rule.items():
+        print(f"  {rule_id:<32} {n}")
+    print(f"wrote {out}/events.parquet, event_stats.parquet, heatmap.parquet, heatmap.png")
+    return 0
+
+
 def _sink_settings():
     from roadlens.sinks.settings import SinkSettings
 
@@ -415,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["auto", "pytorch", "openvino", "onnx"])
     p.add_argument("--imgsz", type=int)
     p.add_argument("--force", action="store_true", help="reprocess videos that are done")
+    p.add_argument("--rules", help="ODE rule file (default $ROADLENS_RULES or rules/examples.yaml)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("query", help="run SQL with DuckDB over the lake views")
@@ -452,6 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=12.0)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ode", help="evaluate a rule file over a detections table, outside Dagster")
+    p.add_argument("--detections", required=True, help="detections Parquet (the lake's contract)")
+    p.add_argument("--rules", required=True, help="rule file (YAML)")
+    p.add_argument("--out", required=True, help="folder for events, statistics and heat maps")
+    p.add_argument("--frames", help="frames Parquet, so absence sees frames with no detection")
+    p.set_defaults(func=cmd_ode)
 
     p = sub.add_parser("db", help="PostgreSQL sink maintenance")
     db = p.add_subparsers(dest="db_command", required=True)

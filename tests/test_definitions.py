@@ -11,7 +11,17 @@ from orchestration.definitions import defs
 from orchestration.partitions import capture_date
 
 SPINE_KEYS = {"videos", "frames", "detections", "enriched_detections"}
-SINK_KEYS = {"pg_detections", "mongo_detections", "kafka_detections", "file_detections"}
+DETECTION_SINK_KEYS = {"pg_detections", "mongo_detections", "kafka_detections", "file_detections"}
+EVENT_SINK_KEYS = {
+    "pg_events",
+    "mongo_events",
+    "kafka_events",
+    "mqtt_events",
+    "amqp_events",
+    "file_events",
+}
+SINK_KEYS = DETECTION_SINK_KEYS | EVENT_SINK_KEYS
+ODE_KEYS = {"ode_events", "event_stats", "heatmaps"}
 
 
 def test_definitions_are_loadable() -> None:
@@ -20,9 +30,13 @@ def test_definitions_are_loadable() -> None:
 
 def test_asset_keys_groups_and_lineage() -> None:
     specs = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
-    assert set(specs) == SPINE_KEYS | SINK_KEYS
+    assert set(specs) == SPINE_KEYS | ODE_KEYS | SINK_KEYS
     groups = {key: spec.group_name for key, spec in specs.items()}
-    assert groups == {**dict.fromkeys(SPINE_KEYS, "spine"), **dict.fromkeys(SINK_KEYS, "sinks")}
+    assert groups == {
+        **dict.fromkeys(SPINE_KEYS, "spine"),
+        **dict.fromkeys(ODE_KEYS, "ode"),
+        **dict.fromkeys(SINK_KEYS, "sinks"),
+    }
     upstream = {
         key: {d.asset_key.to_user_string() for d in spec.deps} for key, spec in specs.items()
     }
@@ -31,7 +45,11 @@ def test_asset_keys_groups_and_lineage() -> None:
         "frames": {"videos"},
         "detections": {"frames"},
         "enriched_detections": {"detections"},
-        **{key: {"enriched_detections"} for key in SINK_KEYS},
+        "ode_events": {"enriched_detections"},
+        "event_stats": {"ode_events"},
+        "heatmaps": {"enriched_detections"},
+        **{key: {"enriched_detections"} for key in DETECTION_SINK_KEYS},
+        **{key: {"ode_events"} for key in EVENT_SINK_KEYS},
     }
 
 
@@ -42,7 +60,7 @@ def test_sink_assets_retry_with_backoff() -> None:
         assert policy.backoff == dg.Backoff.EXPONENTIAL
 
 
-@pytest.mark.parametrize("key", sorted(SPINE_KEYS | SINK_KEYS))
+@pytest.mark.parametrize("key", sorted(SPINE_KEYS | ODE_KEYS | SINK_KEYS))
 def test_every_asset_is_partitioned_by_daily_capture_date(key: str) -> None:
     spec = next(s for s in defs.resolve_all_asset_specs() if s.key.to_user_string() == key)
     assert spec.partitions_def == capture_date
@@ -58,11 +76,11 @@ def test_capture_date_includes_today() -> None:
     assert last in {before, datetime.now(UTC).date().isoformat()}
 
 
-def test_spine_job_selects_the_spine_and_its_sinks() -> None:
+def test_spine_job_selects_the_spine_the_ode_stage_and_the_sinks() -> None:
     job = defs.resolve_job_def("spine_job")
     assert job.partitions_def == capture_date
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
-    assert keys == SPINE_KEYS | SINK_KEYS
+    assert keys == SPINE_KEYS | ODE_KEYS | SINK_KEYS
 
 
 def test_nightly_schedule_runs_at_two_for_the_previous_day() -> None:
@@ -89,4 +107,4 @@ def test_landing_sensor_targets_the_spine_job() -> None:
 
 def test_resources_are_bound() -> None:
     repo = defs.get_repository_def()
-    assert {"lake", "sources", "detector", "sinks"} <= set(repo.get_top_level_resources())
+    assert {"lake", "sources", "detector", "sinks", "rules"} <= set(repo.get_top_level_resources())

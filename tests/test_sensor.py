@@ -15,16 +15,25 @@ from resources import SourcesResource
 from roadlens.registry import DONE_MARKER, Candidate, batch_run_key, list_candidates
 from tests.conftest import CAPTURE_DATE, SESSION_ID, VEHICLE_ID, LandingClips, copy_clip
 
-# Every asset of the spine job gets the same micro-batch: the spine and its sinks.
+# Every asset of the spine job gets the same micro-batch: the spine, the ODE stage, the sinks.
 SPINE = (
     "videos",
     "frames",
     "detections",
     "enriched_detections",
+    "ode_events",
+    "event_stats",
+    "heatmaps",
     "pg_detections",
     "mongo_detections",
     "kafka_detections",
     "file_detections",
+    "pg_events",
+    "mongo_events",
+    "kafka_events",
+    "mqtt_events",
+    "amqp_events",
+    "file_events",
 )
 
 

@@ -178,3 +178,39 @@ def test_video_rows_must_match_the_video(filled_lake: ParquetLake) -> None:
         SinkBase().prepare("detections", VIDEOS[0], other)
     with pytest.raises(SinkError, match="unknown table"):
         SinkBase().prepare("nope", VIDEOS[0], pa.table({"a": [1]}))
+
+
+def test_event_sinks_export_the_lake_events_to_mqtt_and_amqp(
+    filled_lake: ParquetLake, mqtt_url: str, amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from roadlens.synth.tables import synthetic_events
+
+    for seed, video_id in enumerate(VIDEOS):
+        events = synthetic_events(40 + seed, video_id=video_id, seed=seed)
+        filled_lake.write_video("events", events, date=DATE, source_id="veh-01", video_id=video_id)
+    import pika
+
+    monkeypatch.setenv("ROADLENS_MQTT_URL", mqtt_url)
+    monkeypatch.setenv("ROADLENS_AMQP_URL", amqp_url)
+    exchange = f"roadlens-test-{abs(hash(filled_lake.root)) % 10**8}"
+    monkeypatch.setenv("ROADLENS_AMQP_EXCHANGE", exchange)
+    # A consumer's queue bound to the events (unroutable messages fail the write on purpose).
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.queue_bind(queue, exchange, routing_key="events.#")
+    try:
+        result = _materialize(filled_lake, ("mqtt_events", "amqp_events"))
+        assert result.success
+        assert channel.queue_declare(queue, passive=True).method.message_count == 81
+    finally:
+        channel.exchange_delete(exchange)
+        connection.close()
+    for node in ("mqtt_events", "amqp_events"):
+        meta = _meta(result, node)
+        assert (meta["videos_written"], meta["rows"]) == (2, 81)
+        assert meta["latency_p99_ms"] >= meta["latency_p50_ms"] >= 0
+    # Unchanged events are not sent twice.
+    again = _materialize(filled_lake, ("mqtt_events",))
+    assert _meta(again, "mqtt_events")["videos_unchanged"] == 2

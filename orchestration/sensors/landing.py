@@ -13,8 +13,8 @@ from collections import defaultdict
 
 import dagster as dg
 
-from assets.batch import SPINE_ASSETS, batch_run_config
-from assets.sinks import SINK_ASSET_NAMES
+from assets.batch import batch_run_config
+from assets.jobs_config import JOB_ASSET_NAMES
 from orchestration.jobs import spine_job
 from resources import SourcesResource
 from roadlens.registry import batch_run_key, list_candidates, register_video
@@ -76,7 +76,7 @@ def landing_sensor(
             run_config=batch_run_config(
                 [r.video_id for r in records],
                 [r.path for r in records],
-                assets=SPINE_ASSETS + SINK_ASSET_NAMES,
+                assets=JOB_ASSET_NAMES,
             ),
             tags={"lane": "microbatch", "roadlens/videos": str(len(records))},
         )
