@@ -365,6 +365,10 @@ def cmd_ode(args: argparse.Namespace) -> int:
 
     rules = load_rules(args.rules)
     detections = pq.read_table(args.detections).to_pandas()
+    # A lake file keeps its partition columns in its path (.../source_id=<id>/<video>.parquet).
+    parent = Path(args.detections).resolve().parent.name
+    if "source_id" not in detections and parent.startswith("source_id="):
+        detections["source_id"] = parent.removeprefix("source_id=")
     detections["track_id"] = detections["track_id"].astype("Int64")
     frames = pq.read_table(args.frames).to_pandas() if args.frames else None
     started = time.perf_counter()

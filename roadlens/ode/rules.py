@@ -28,11 +28,12 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 Anchor = Literal[
     "center",
@@ -496,6 +497,30 @@ def _check_frame_params(where: str, kind: str, params: dict[str, Any]) -> list[s
         for n in required
         if n not in params
     ]
+    problems += _check_frame_param_types(where, kind, params)
+    return problems
+
+
+def _check_frame_param_types(where: str, kind: str, params: dict[str, Any]) -> list[str]:
+    """Values checked against the trigger function's type hints (strict: "3" is no number)."""
+    from roadlens.ode import frame_triggers
+
+    try:
+        hints = typing.get_type_hints(getattr(frame_triggers, kind))
+    except Exception:  # an unresolvable hint leaves the check to the function itself
+        return []
+    problems = []
+    for key, value in params.items():
+        if key not in hints:
+            continue
+        try:
+            TypeAdapter(hints[key]).validate_python(value, strict=True)
+        except ValidationError as exc:
+            expected = getattr(hints[key], "__name__", None) or str(hints[key])
+            problems.append(
+                f"{where} field 'trigger.{kind}.{key}': expected {expected}, got {value!r} "
+                f"({exc.errors()[0]['msg']})"
+            )
     return problems
 
 
