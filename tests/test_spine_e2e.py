@@ -395,7 +395,11 @@ def test_cli_ingest_one_clip(
             )
         )
     ]
-    assert lake.tables() == sorted(TABLES)
+    # ingest runs the whole job: the ODE stage writes its tables too (sinks are off here).
+    assert lake.tables() == sorted([*TABLES, "events", "event_stats", "heatmaps"])
+    events = lake.read_video("events", "veh-01--drive-0001")
+    assert events.num_rows == sum(run["events"].values())
+    assert Path(run["heatmap_png"]).exists()
 
 
 def test_unreadable_named_file_fails_the_run_but_keeps_the_good_one(
