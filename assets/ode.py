@@ -105,4 +105,33 @@ def heatmaps(
     return dg.MaterializeResult(metadata=metadata)
 
 
-ODE_ASSETS = (ode_events, event_stats, heatmaps)
+@dg.asset(partitions_def=capture_date, group_name=GROUP, deps=[ode_events], kinds={"opencv"})
+def event_media(
+    context: dg.AssetExecutionContext,
+    config: VideoBatch,
+    lake: LakeResource,
+    rules: RulesResource,
+) -> dg.MaterializeResult:
+    """Each rule's capture and actions: frame/crop JPEGs, clips, annotated video, notifications.
+
+    Media paths derive from event ids, so a re-run overwrites; notifications keep a ledger,
+    so a re-run does not notify twice.
+    """
+    from roadlens.ode.actions import actions_for_video
+
+    store = lake.lake()
+    rule_set = rules.rule_set()
+    outcomes = []
+    for record in _videos(store, context.partition_key, config):
+        if not store.has_video(stage.EVENTS_TABLE, record.video_id):
+            continue
+        outcome = actions_for_video(store, record, rule_set)
+        context.log.info(
+            f"{record.video_id}: {outcome.extra.get('media_files', 0)} media files "
+            f"for {outcome.rows} events"
+        )
+        outcomes.append(outcome)
+    return dg.MaterializeResult(metadata=outcome_metadata(outcomes))
+
+
+ODE_ASSETS = (ode_events, event_stats, heatmaps, event_media)

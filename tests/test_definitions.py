@@ -21,7 +21,7 @@ EVENT_SINK_KEYS = {
     "file_events",
 }
 SINK_KEYS = DETECTION_SINK_KEYS | EVENT_SINK_KEYS
-ODE_KEYS = {"ode_events", "event_stats", "heatmaps"}
+ODE_KEYS = {"ode_events", "event_stats", "heatmaps", "event_media"}
 
 
 def test_definitions_are_loadable() -> None:
@@ -48,6 +48,7 @@ def test_asset_keys_groups_and_lineage() -> None:
         "ode_events": {"enriched_detections"},
         "event_stats": {"ode_events"},
         "heatmaps": {"enriched_detections"},
+        "event_media": {"ode_events"},
         **{key: {"enriched_detections"} for key in DETECTION_SINK_KEYS},
         **{key: {"ode_events"} for key in EVENT_SINK_KEYS},
     }

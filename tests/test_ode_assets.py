@@ -208,3 +208,31 @@ def test_an_invalid_rule_file_fails_the_step_naming_rule_and_field(
     failure = next(e for e in result.all_events if e.is_step_failure)
     text = str(failure.step_failure_data.error)
     assert "cars-seen" in text and "confidence_min" in text
+
+
+def test_event_media_captures_frames_once_per_event(
+    spine_lake: tuple[ParquetLake, list[str], Path],
+) -> None:
+    lake, _, tmp = spine_lake
+    rules_path = tmp / "rules-capture.yaml"
+    rules_path.write_text(
+        textwrap.dedent(RULES_V1).replace(
+            "    firing: {mode: edge}",
+            "    firing: {mode: edge}\n    capture: {frame: true, crop: true}",
+        )
+    )
+    _run_ode(lake, rules_path, force=True)
+    media = lake.read_date("event_media", CAPTURE_DATE)
+    assert media is not None
+    captured = media.filter(pc.equal(media["rule_id"], "cars-seen"))
+    paths = [p for row in captured["media_paths"].to_pylist() for p in row]
+    assert len(paths) == 2 * captured.num_rows > 0  # a frame and a crop per event
+    assert all(Path(p).exists() and Path(p).stat().st_size > 0 for p in paths)
+    # Other rules asked for nothing.
+    others = media.filter(pc.not_equal(media["rule_id"], "cars-seen"))
+    assert all(not row for row in others["media_paths"].to_pylist())
+    # A re-run overwrites the same files: no new ones appear.
+    media_root = lake.root / "media" / "events"
+    before = sorted(media_root.rglob("*.jpg"))
+    _run_ode(lake, rules_path, force=True)
+    assert sorted(media_root.rglob("*.jpg")) == before

@@ -24,6 +24,7 @@ SPINE = (
     "ode_events",
     "event_stats",
     "heatmaps",
+    "event_media",
     "pg_detections",
     "mongo_detections",
     "kafka_detections",
