@@ -13,12 +13,18 @@ import dagster as dg
 from assets.batch import VideoBatch, outcome_metadata
 from assets.spine import enriched_detections
 from orchestration.partitions import capture_date
-from resources import LakeResource
+from resources import LakeResource, SourcesResource
 from resources.rules import RulesResource
 from roadlens import pipeline
 from roadlens.ode import stage
 
 GROUP = "ode"
+
+
+def _rule_set_for(record, rules: RulesResource, sources: SourcesResource):
+    """A source's own rule file (``rules:`` in sources.yaml), else the deployment's."""
+    path = sources.sources().rules_path_for(record.path, sources.landing())
+    return rules.rule_set(path)
 
 
 def _videos(store, date: str, config: VideoBatch):
@@ -41,12 +47,16 @@ def ode_events(
     config: VideoBatch,
     lake: LakeResource,
     rules: RulesResource,
+    sources: SourcesResource,
 ) -> dg.MaterializeResult:
     """Rule events per video, evaluated as whole-column pandas over its detections and frames."""
     store = lake.lake()
-    rule_set = rules.rule_set()
+    default_rules = rules.rule_set()  # validated up front: a bad file fails the step at once
     outcomes, current = [], []
+    hashes: Counter[str] = Counter()
     for record in _videos(store, context.partition_key, config):
+        rule_set = _rule_set_for(record, rules, sources)
+        hashes[rule_set.sha256()] += 1
         if not config.force and stage.events_are_current(store, record.video_id, rule_set):
             current.append(record.video_id)
             continue
@@ -61,11 +71,12 @@ def ode_events(
             outcomes,
             per_rule=dict(per_rule),
             rules_path=str(rules.rules_path()),
-            rule_set_sha256=rule_set.sha256(),
-            rules=len(rule_set.rules),
+            rule_set_sha256=default_rules.sha256(),
+            rule_sets_used=dict(hashes),
+            rules=len(default_rules.rules),
             videos_current=current,
         ),
-        data_version=dg.DataVersion(rule_set.sha256()[:16]),
+        data_version=dg.DataVersion(default_rules.sha256()[:16]),
     )
 
 
@@ -111,6 +122,7 @@ def event_media(
     config: VideoBatch,
     lake: LakeResource,
     rules: RulesResource,
+    sources: SourcesResource,
 ) -> dg.MaterializeResult:
     """Each rule's capture and actions: frame/crop JPEGs, clips, annotated video, notifications.
 
@@ -120,12 +132,11 @@ def event_media(
     from roadlens.ode.actions import actions_for_video
 
     store = lake.lake()
-    rule_set = rules.rule_set()
     outcomes = []
     for record in _videos(store, context.partition_key, config):
         if not store.has_video(stage.EVENTS_TABLE, record.video_id):
             continue
-        outcome = actions_for_video(store, record, rule_set)
+        outcome = actions_for_video(store, record, _rule_set_for(record, rules, sources))
         context.log.info(
             f"{record.video_id}: {outcome.extra.get('media_files', 0)} media files "
             f"for {outcome.rows} events"

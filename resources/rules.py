@@ -20,5 +20,16 @@ class RulesResource(dg.ConfigurableResource):
     def rules_path(self) -> Path:
         return Path(self.path or os.environ.get("ROADLENS_RULES") or EXAMPLE_RULES)
 
-    def rule_set(self) -> RuleSet:
-        return load_rules(self.rules_path())
+    def rule_set(self, path: Path | None = None) -> RuleSet:
+        """The deployment's rule set, or the one at ``path`` (a source's own file); cached."""
+        resolved = Path(path or self.rules_path()).resolve()
+        cache = self._cache()
+        if resolved not in cache:
+            cache[resolved] = load_rules(resolved)
+        return cache[resolved]
+
+    def _cache(self) -> dict[Path, RuleSet]:
+        # One validation per file per run: ConfigurableResource instances are per run.
+        if not hasattr(self, "_rule_sets"):
+            object.__setattr__(self, "_rule_sets", {})
+        return self._rule_sets  # type: ignore[attr-defined]

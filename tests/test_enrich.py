@@ -468,3 +468,20 @@ def test_resolve_capture_start_preference() -> None:
     start, source = resolve_capture_start(None, None, T0.timestamp(), 90.0)
     assert (start, source) == (T0 - timedelta(seconds=90), "mtime")
     assert start.tzinfo is not None and start.utcoffset() == timedelta(0)
+
+
+def test_sources_yaml_names_a_rule_file_per_source(tmp_path: Path) -> None:
+    from roadlens.enrich import load_sources
+    from roadlens.enrich.sources import SourceConfigError
+
+    (tmp_path / "cam7.yaml").write_text("version: 1\nrules: []\n")
+    good = tmp_path / "sources.yaml"
+    good.write_text("sources:\n  - {source_id: cam-7, match: 'cam7/**', rules: cam7.yaml}\n")
+    config = load_sources(good)
+    landing = tmp_path / "landing"
+    assert config.rules_path_for(landing / "cam7" / "a.mp4", landing) == tmp_path / "cam7.yaml"
+    assert config.rules_path_for(landing / "other" / "a.mp4", landing) is None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources:\n  - {source_id: cam-7, rules: missing.yaml}\n")
+    with pytest.raises(SourceConfigError, match=r"sources\[0\]: 'rules' file .*missing.yaml"):
+        load_sources(bad)

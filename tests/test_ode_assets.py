@@ -76,13 +76,20 @@ def spine_lake(
         yield lake, [r.video_id for r in records], tmp
 
 
-def _run_ode(lake: ParquetLake, rules: Path, *, force: bool = False) -> dg.ExecuteInProcessResult:
+def _run_ode(
+    lake: ParquetLake,
+    rules: Path,
+    *,
+    force: bool = False,
+    sources: SourcesResource | None = None,
+) -> dg.ExecuteInProcessResult:
     result = dg.materialize(
         list(ODE_ASSETS),
         partition_key=CAPTURE_DATE,
         resources={
             "lake": LakeResource(root=str(lake.root)),
             "rules": RulesResource(path=str(rules)),
+            "sources": sources or SourcesResource(),
         },
         run_config=batch_run_config([], force=force, assets=ODE_ASSET_NAMES),
     )
@@ -201,6 +208,7 @@ def test_an_invalid_rule_file_fails_the_step_naming_rule_and_field(
         resources={
             "lake": LakeResource(root=str(lake.root)),
             "rules": RulesResource(path=str(bad)),
+            "sources": SourcesResource(),
         },
         raise_on_error=False,
     )
@@ -236,3 +244,24 @@ def test_event_media_captures_frames_once_per_event(
     before = sorted(media_root.rglob("*.jpg"))
     _run_ode(lake, rules_path, force=True)
     assert sorted(media_root.rglob("*.jpg")) == before
+
+
+def test_a_source_can_bring_its_own_rule_file(
+    spine_lake: tuple[ParquetLake, list[str], Path], dashcam_clip_dir: LandingClips
+) -> None:
+    lake, video_ids, tmp = spine_lake
+    deployment, own = tmp / "deploy.yaml", tmp / "veh-01-rules.yaml"
+    deployment.write_text(textwrap.dedent(RULES_V1))
+    own.write_text(textwrap.dedent(RULES_V2))
+    sources_yaml = tmp / "sources.yaml"
+    sources_yaml.write_text(
+        "sources:\n  - source_id: veh-01\n    match: 'veh-01/**'\n    rules: veh-01-rules.yaml\n"
+    )
+    sources = SourcesResource(
+        landing_dir=str(dashcam_clip_dir.landing), sources_yaml=str(sources_yaml)
+    )
+    meta = _meta(_run_ode(lake, deployment, force=True, sources=sources), "ode_events")
+    own_hash = load_rules(own).sha256()
+    assert meta["rule_sets_used"] == {own_hash: len(video_ids)}
+    events = lake.read_date(EVENTS_TABLE, CAPTURE_DATE)
+    assert set(events.column("rule_set_sha256").to_pylist()) == {own_hash}

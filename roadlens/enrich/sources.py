@@ -45,7 +45,9 @@ GPS_SIDECAR_SUFFIXES = (".csv", ".gpx", ".nmea", ".nma")
 DEFAULT_SOURCE_ID = "default"
 # MP4/MOV writers leave creation_time at 0 (1904 or 1970) when the clock was not set.
 _EARLIEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
-_RULE_KEYS = frozenset({"source_id", "vehicle_id", "match", "session_id", "gps", "timezone"})
+_RULE_KEYS = frozenset(
+    {"source_id", "vehicle_id", "match", "session_id", "gps", "timezone", "rules"}
+)
 
 
 class SourceConfigError(ValueError):
@@ -77,6 +79,7 @@ class SourceRule:
         session_id: session id, or None to take it from the path convention.
         gps: ``"sidecar"`` (a track next to the video), ``"none"``, or a track file path.
         timezone: IANA zone of naive CSV timestamps.
+        rules: the ODE rule file for this source's videos (None: the deployment's).
     """
 
     source_id: str
@@ -85,6 +88,7 @@ class SourceRule:
     session_id: str | None = None
     gps: str | Path = "sidecar"
     timezone: str = "UTC"
+    rules: Path | None = None
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -137,6 +141,13 @@ class SourcesConfig:
             vehicle_id=rule.vehicle_id if rule.vehicle_id is not None else conventional.vehicle_id,
             session_id=rule.session_id if rule.session_id is not None else conventional.session_id,
         )
+
+    def rules_path_for(
+        self, video_path: str | PathLike[str], landing_root: str | PathLike[str]
+    ) -> Path | None:
+        """The ODE rule file of the source a video belongs to, or None for the default."""
+        rule = self.rule_for(video_path, landing_root)
+        return rule.rules if rule is not None else None
 
     def gps_path_for(
         self, video_path: str | PathLike[str], landing_root: str | PathLike[str]
@@ -347,6 +358,13 @@ def _parse_rule(entry: Any, index: int, yaml_path: Path) -> SourceRule:
     if gps_text not in ("sidecar", "none"):
         gps_path = Path(gps_text).expanduser()
         gps = gps_path if gps_path.is_absolute() else yaml_path.parent / gps_path
+    rules_text = text("rules")
+    rules_path: Path | None = None
+    if rules_text is not None:
+        rules_path = Path(rules_text).expanduser()
+        rules_path = rules_path if rules_path.is_absolute() else yaml_path.parent / rules_path
+        if not rules_path.is_file():
+            raise SourceConfigError(f"{where}: 'rules' file {rules_path} does not exist")
     return SourceRule(
         source_id=source_id,
         match=match,
@@ -354,4 +372,5 @@ def _parse_rule(entry: Any, index: int, yaml_path: Path) -> SourceRule:
         session_id=text("session_id"),
         gps=gps,
         timezone=tz,
+        rules=rules_path,
     )
