@@ -116,6 +116,21 @@ class Line:
     ) -> np.ndarray:
         """Pixel distance from the infinite line, positive on ``in_side``."""
         u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
+        if not self.normalized:
+            # Pixel endpoints are scalars: no per-row endpoint arrays, one fused expression
+            # (the same arithmetic, so the same floats as the per-row form below).
+            (ax, ay), (bx, by) = self.p1, self.p2
+            dx, dy = bx - ax, by - ay
+            norm = float(np.hypot(dx, dy))
+            s = v - ay  # in place from here: 1M-row temporaries cost more than the math
+            s *= dx
+            t = u - ax
+            t *= dy
+            s -= t
+            s /= norm
+            if self.in_side != "right":
+                np.negative(s, out=s)
+            return s
         ax, ay, bx, by = self.endpoints(len(u), width, height)
         dx, dy = bx - ax, by - ay
         # cross(p2 - p1, a - p1) > 0 is the right-hand side when y points down.
@@ -198,6 +213,9 @@ class Polygon:
             raise ValueError(f"polygon is not valid (self-intersecting?): {self.points}")
         self.boundary = self.geometry.exterior
         shapely.prepare(self.geometry)
+        # An axis-aligned rectangle (the usual region of interest) is its own bounding box:
+        # the closed box test is then exact (inside or on the boundary) and needs no GEOS.
+        self.is_box = bool(shapely.equals(self.geometry, shapely.box(*self.geometry.bounds)))
 
     def _norm(
         self,
@@ -225,7 +243,10 @@ class Polygon:
         uu, vv = self._norm(u, v, width, height)
         # A cheap bounding-box test first: shapely only sees the points that may be inside.
         x0, y0, x1, y1 = self.geometry.bounds
-        cand = np.flatnonzero((uu >= x0) & (uu <= x1) & (vv >= y0) & (vv <= y1))
+        in_box = (uu >= x0) & (uu <= x1) & (vv >= y0) & (vv <= y1)
+        if self.is_box:
+            return in_box
+        cand = np.flatnonzero(in_box)
         out = np.zeros(len(uu), dtype=bool)
         out[cand] = shapely.intersects_xy(self.geometry, uu[cand], vv[cand])
         return out

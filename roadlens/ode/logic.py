@@ -35,11 +35,14 @@ _SUBJECT = ["video_id", "track_id", "direction"]
 _EPS = 1e-9  # pts are float seconds; comparisons of differences tolerate rounding
 
 
-def _ordered(hits: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
+def _ordered(
+    hits: pd.DataFrame, frames: pd.DataFrame, sampled: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Conformed hits sorted by subject then time, with ``_ord`` (frame position) and ``_g``
-    (subject code, 0..k-1, contiguous after sorting)."""
+    (subject code, 0..k-1, contiguous after sorting). ``sampled``: ``sampled_frames(frames)``
+    when the caller has it and it holds every frame of ``hits``."""
     h = conform_hits(hits)  # a copy: the caller's table is never touched
-    fr = sampled_frames(frames, h)
+    fr = sampled_frames(frames, h) if sampled is None else sampled
     h["_ord"] = fr["_ord"].to_numpy()[frame_index(h, fr)]
     # Sort keys that tolerate nulls: track/direction nulls sort first in a stable order.
     h = h.sort_values(
@@ -98,6 +101,7 @@ def fire(
     cooldown_s: float = 0.0,
     max_events: int | None = None,
     max_per_track: int | None = None,
+    sampled: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Events from one rule's hits.
 
@@ -108,6 +112,9 @@ def fire(
     3. ``max_per_track``: at most N events per (video, track) (frame-level hits are exempt),
        the earliest ones; then ``max_events``: at most N events for the rule, the earliest ones.
 
+    ``sampled``: :func:`~roadlens.ode.frame_triggers.sampled_frames` of ``frames``, when the
+    caller (the engine, once for all rules) has it and it holds every frame of ``hits``.
+
     Example:
         >>> fire(hits, frames, mode="level", cooldown_s=5, max_events=100)  # doctest: +SKIP
     """
@@ -115,7 +122,7 @@ def fire(
         raise ValueError(f"fire: mode must be 'edge' or 'level', not {mode!r}")
     if not len(hits):
         return empty_hits()
-    h = _ordered(hits, frames)
+    h = _ordered(hits, frames, sampled)
     g = h["_g"].to_numpy()
     if mode == "edge":
         o = h["_ord"].to_numpy()

@@ -63,10 +63,91 @@ def _tracks(dets: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """Tracked rows sorted by (video, track, pts) and an int key per (video, track)."""
     # Only the columns track triggers read: sorting a wide table moves every column.
     cols = [c for c in _TRACK_COLS if c in dets]
-    df = dets.loc[dets["track_id"].notna().to_numpy(), cols]
-    df = df.sort_values(["video_id", "track_id", "pts_sec"], kind="stable").reset_index(drop=True)
-    key = df.groupby(["video_id", "track_id"], sort=False).ngroup().to_numpy()
-    return df, key
+    t = TrackTable(dets)
+    df = dets.iloc[t.pos][cols].reset_index(drop=True)
+    return df, t.key
+
+
+class TrackTable:
+    """The tracked rows of a detections table in track order, as numpy columns.
+
+    ``pos``: row positions in ``dets`` of the tracked detections, sorted by (video, track,
+    pts) (stable, so ties keep the input order); ``key``: a code per (video, track),
+    non-decreasing along ``pos``. Built once per detections table (the engine shares one
+    across all its rules) and narrowed per rule with :meth:`subset`; columns and anchors are
+    gathered lazily and cached, so every rule reuses the sort and the anchor arithmetic.
+    """
+
+    def __init__(
+        self,
+        dets: pd.DataFrame,
+        *,
+        pos: np.ndarray | None = None,
+        key: np.ndarray | None = None,
+        parent: TrackTable | None = None,
+    ) -> None:
+        self.dets = dets
+        self.parent = parent
+        self._cache: dict[object, np.ndarray | None] = {}
+        if pos is not None and key is not None:
+            self.pos, self.key = pos, key
+            return
+        tracked = np.flatnonzero(dets["track_id"].notna().to_numpy())
+        video = pd.factorize(dets["video_id"].to_numpy()[tracked], sort=True)[0]
+        track = dets["track_id"].to_numpy()[tracked].astype(np.int64)
+        pts = dets["pts_sec"].to_numpy(np.float64)[tracked]
+        order = np.lexsort((pts, track, video))  # stable, like sort_values(kind="stable")
+        self.pos = tracked[order]
+        v, t = video[order], track[order]
+        new = np.r_[True, (v[1:] != v[:-1]) | (t[1:] != t[:-1])] if len(order) else order > 0
+        self.key = np.cumsum(new) - 1
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def subset(self, mask: np.ndarray) -> TrackTable:
+        """The rows whose detection passes ``mask`` (a boolean mask over ``dets``)."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.all():  # the common case (no criteria): no 1M-row gather
+            return self
+        keep = mask[self.pos]
+        if keep.all():
+            return self
+        rows = np.flatnonzero(keep)
+        root = self if self.parent is None else self.parent
+        sub = TrackTable(self.dets, pos=self.pos[rows], key=self.key[rows], parent=root)
+        sub._rows = rows if self.parent is None else self._rows[rows]  # rows of the root
+        return sub
+
+    def column(self, name: str, dtype: object = None) -> np.ndarray | None:
+        """Column ``name`` of the tracked rows, in track order (None when absent)."""
+        ck = (name, dtype)
+        if ck not in self._cache:
+            if self.parent is not None:
+                full = self.parent.column(name, dtype)
+                self._cache[ck] = None if full is None else full[self._rows]
+            elif name not in self.dets:
+                self._cache[ck] = None
+            else:
+                col = self.dets[name].to_numpy(dtype=dtype) if dtype else self.dets[name].to_numpy()
+                self._cache[ck] = col[self.pos]
+        return self._cache[ck]
+
+    def wh(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        return self.column("frame_width", np.float64), self.column("frame_height", np.float64)
+
+    def anchor(self, anchor: str) -> tuple[np.ndarray, np.ndarray]:
+        """The anchor point ``(u, v)`` of every row (``any``: the box centre)."""
+        point = "center" if anchor == "any" else anchor
+        ck = ("anchor", point)
+        if ck not in self._cache:
+            if self.parent is not None:
+                u, v = self.parent.anchor(point)
+                self._cache[ck] = (u[self._rows], v[self._rows])  # type: ignore[assignment]
+            else:
+                xy = [self.column(c, np.float64) for c in ("x1", "y1", "x2", "y2")]
+                self._cache[ck] = anchor_points(*xy, point)  # type: ignore[assignment]
+        return self._cache[ck]  # type: ignore[return-value]
 
 
 def _wh(df: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -129,19 +210,29 @@ def _crossings(
     empty["side"] = np.array([], dtype=int)
     # Decisive samples are further than the hysteresis band from the line; samples in the
     # band never change the side, so jitter on the line cannot double count.
-    state = np.where(s > hysteresis_px, 1, np.where(s < -hysteresis_px, -1, 0))
-    dec = np.flatnonzero(state != 0)
-    if dec.size < 2:
+    state = (s > hysteresis_px).view(np.int8) - (s < -hysteresis_px).view(np.int8)
+    same = key[1:] == key[:-1]  # row i and i + 1 belong to the same track
+    decisive = np.count_nonzero(state)
+    if decisive < 2:
         return empty
-    dk, ds = key[dec], state[dec]
-    cand = np.flatnonzero((dk[1:] == dk[:-1]) & (ds[1:] != ds[:-1]))
+    every = decisive == s.size  # every sample decisive (typical without hysteresis)
+    if every:  # the decisive samples are the rows themselves: no gathers
+        dk, ds, same_dec = key, state, same
+    else:
+        dec = np.flatnonzero(state)
+        dk, ds = key[dec], state[dec]
+        same_dec = dk[1:] == dk[:-1]
+    cand = np.flatnonzero(same_dec & (ds[1:] != ds[:-1]))
     if cand.size == 0:
         return empty
-    a, side, ck = dec[cand], ds[cand + 1], dk[cand + 1]
+    a, side, ck = (cand if every else dec[cand]), ds[cand + 1], dk[cand + 1]
     # The crossing instant: the first raw sign change at or after the last decisive sample
     # on the old side (one exists, since s[a] and s[b] have opposite signs).
-    sg = np.sign(s)
-    change = np.flatnonzero((key[1:] == key[:-1]) & (sg[1:] != sg[:-1]))
+    if every and hysteresis_px == 0:
+        change = cand  # no zero and no NaN in s: sign(s) is the state, its changes are cand
+    else:
+        sg = np.sign(s)
+        change = np.flatnonzero(same & (sg[1:] != sg[:-1]))
     k = change[np.searchsorted(change, a)]
     with np.errstate(divide="ignore", invalid="ignore"):
         f = np.clip(s[k] / (s[k] - s[k + 1]), 0.0, 1.0)
@@ -158,9 +249,10 @@ def _crossings(
         return empty
     # Side sequence per track starts at the first decisive side; a confirmed crossing counts
     # only when it changes the side (a refuted excursion and its return cancel out).
-    first = np.unique(dk, return_index=True)
+    # First decisive sample of each track (keys are non-decreasing: no sort needed).
+    first = np.flatnonzero(np.r_[True, ~same_dec])
     initial = np.zeros(key.max() + 1, dtype=int)
-    initial[first[0]] = ds[first[1]]
+    initial[dk[first]] = ds[first]
     prev = np.r_[0, side[:-1]]
     new_track = np.r_[True, ck[1:] != ck[:-1]]
     prev = np.where(new_track, initial[ck], prev)
@@ -168,18 +260,20 @@ def _crossings(
     return {"k": k[keep], "f": f[keep], "t": t[keep], "side": side[keep]}
 
 
-def _cross_one(
-    df: pd.DataFrame,
-    key: np.ndarray,
+def _cross_arrays(
+    t: TrackTable,
     u: np.ndarray,
     v: np.ndarray,
     area: Line | Polygon,
     hysteresis_px: float,
     hysteresis_s: float,
-) -> pd.DataFrame:
-    w, h = _wh(df)
+) -> dict[str, np.ndarray]:
+    """Crossings of one line or polygon as arrays: ``before``/``after`` (rows in ``t.dets``
+    of the samples around it), ``f``, ``t`` (interpolated time), ``side``, ``key``."""
+    w, h = t.wh()
+    key = t.key
     s = area.signed_distance(u, v, w, h)
-    pts = df["pts_sec"].to_numpy(np.float64)
+    pts = t.column("pts_sec", np.float64)
     c = _crossings(key, pts, s, hysteresis_px, hysteresis_s)
     k, f = c["k"], c["f"]
     if isinstance(area, Line) and k.size:
@@ -189,24 +283,81 @@ def _cross_one(
         hk = None if h is None else h[k]
         inside = area.within_bounds(uc, vc, wk, hk)
         c = {n: arr[inside] for n, arr in c.items()}
-        k, f = c["k"], c["f"]
-    cap = df["captured_at"]
-    cap_ns = cap.dt.as_unit("ns").astype("int64").to_numpy() if len(cap) else np.array([], int)
-    cap_t = cap_ns[k] + np.round(f * (cap_ns[k + 1] - cap_ns[k])).astype(np.int64)
-    ids = df["detection_id"].to_numpy(dtype=object)
+        k = c["k"]
+    return {
+        "before": t.pos[k],
+        "after": t.pos[k + 1],
+        "f": c["f"],
+        "t": c["t"],
+        "side": c["side"],
+        "key": key[k + 1],
+    }
+
+
+def _cross_frame(d: pd.DataFrame, c: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Crossing arrays (:func:`_cross_arrays`, possibly of several rules concatenated) as
+    raw hit rows, with ``_key`` and ``_primary``; only their own rows of ``d`` are read."""
+    before, after, f = c["before"], c["after"], c["f"]
+    n = len(before)
+    cap = d["captured_at"]
+    if n:
+        cap_ns = cap.iloc[np.r_[before, after]].dt.as_unit("ns").astype("int64").to_numpy()
+        cap_k, cap_k1 = cap_ns[:n], cap_ns[n:]
+    else:
+        cap_k = cap_k1 = np.array([], dtype=np.int64)
+    cap_t = cap_k + np.round(f * (cap_k1 - cap_k)).astype(np.int64)
+    ids_k = d["detection_id"].iloc[before].to_numpy(dtype=object)
+    ids_k1 = d["detection_id"].iloc[after].to_numpy(dtype=object)
+    frame_k = d["frame_number"].iloc[before].to_numpy()
+    frame_k1 = d["frame_number"].iloc[after].to_numpy()
     return pd.DataFrame(
         {
-            "video_id": df["video_id"].to_numpy()[k + 1],
-            "frame_number": df["frame_number"].to_numpy()[k + 1],
+            "video_id": d["video_id"].iloc[after].to_numpy(),
+            "frame_number": frame_k1,
             "pts_sec": c["t"],
             "captured_at": pd.to_datetime(cap_t, utc=True),
-            "track_id": df["track_id"].to_numpy()[k + 1],
+            "track_id": d["track_id"].iloc[after].to_numpy(),
             "value": 1.0,
             "direction": np.where(c["side"] > 0, "in", "out"),
-            "detection_ids": _ids(ids[k], ids[k + 1]),
-            "_key": key[k + 1],
+            "detection_ids": _ids(ids_k, ids_k1),
+            "_key": c["key"],
+            # The event's detection (its own frame: the first sample on the new side).
+            "_primary": np.where(frame_k == frame_k1, before, after),
         }
     )
+
+
+def _cross_one(
+    t: TrackTable,
+    u: np.ndarray,
+    v: np.ndarray,
+    area: Line | Polygon,
+    hysteresis_px: float,
+    hysteresis_s: float,
+) -> pd.DataFrame:
+    return _cross_frame(t.dets, _cross_arrays(t, u, v, area, hysteresis_px, hysteresis_s))
+
+
+def _cross_fast(
+    t: TrackTable,
+    area: Line | Polyline | Polygon,
+    anchor: str,
+    hysteresis_px: float = 0.0,
+    hysteresis_s: float = 0.0,
+    count: str = "every",
+    directions: Sequence[str] = ("in", "out"),
+) -> dict[str, np.ndarray] | None:
+    """:func:`cross` as :func:`_cross_arrays` when no table work is needed (one line or
+    polygon, every crossing, both directions); None otherwise (use :func:`_cross_found`)."""
+    if isinstance(area, Polyline) or count != "every" or not {"in", "out"} <= set(directions):
+        return None
+    if not len(t):
+        return {n: np.array([], dtype=np.int64) for n in ("before", "after", "key", "side")} | {
+            "f": np.array([], dtype=float),
+            "t": np.array([], dtype=float),
+        }
+    u, v = t.anchor(anchor)
+    return _cross_arrays(t, u, v, area, hysteresis_px, hysteresis_s)
 
 
 def cross(
@@ -219,35 +370,58 @@ def cross(
     hysteresis_s: float = 0.0,
     count: str = "every",
     directions: Sequence[str] = ("in", "out"),
+    tracks: TrackTable | None = None,
 ) -> pd.DataFrame:
     """Crossings of a line, polyline or polygon boundary by each track's anchor.
 
     ``in`` means the track ended on the line's ``in_side`` (or inside the polygon). A hit's
     ``pts_sec`` and ``captured_at`` are the interpolated crossing instant; ``frame_number``
     is the first sample on the new side; ``detection_ids`` the samples before and after.
-    ``count="once"`` keeps each track's first crossing.
+    ``count="once"`` keeps each track's first crossing. ``tracks``: a :class:`TrackTable`
+    of ``dets`` already built (the engine shares one across rules); the same results.
     """
-    df, key = _tracks(dets)
-    if df.empty:
+    found = _cross_found(
+        TrackTable(dets) if tracks is None else tracks,
+        area,
+        anchor,
+        hysteresis_px,
+        hysteresis_s,
+        count,
+        directions,
+    )
+    if found is None or found.empty:
         return empty_hits()
-    u, v = _uv(df, anchor)
+    return _sort_hits(conform_hits(found.drop(columns=["_key", "_primary"])))
+
+
+def _cross_found(
+    t: TrackTable,
+    area: Line | Polyline | Polygon,
+    anchor: str,
+    hysteresis_px: float,
+    hysteresis_s: float,
+    count: str,
+    directions: Sequence[str],
+) -> pd.DataFrame | None:
+    """:func:`cross`'s crossings before the final sort and dtypes, with ``_key`` (track) and
+    ``_primary`` (row in ``t.dets`` of the event's detection); None when nothing is tracked."""
+    if not len(t):
+        return None
+    u, v = t.anchor(anchor)
     if isinstance(area, Polyline):
         # Each segment is its own line (bounded, same in_side); a crossing exactly at a
         # vertex is reported once.
-        parts = [
-            _cross_one(df, key, u, v, seg, hysteresis_px, hysteresis_s) for seg in area.segments
-        ]
+        parts = [_cross_one(t, u, v, seg, hysteresis_px, hysteresis_s) for seg in area.segments]
         found = pd.concat(parts, ignore_index=True)
         found = found.sort_values(["_key", "pts_sec"], kind="stable")
         found = found.drop_duplicates(["_key", "frame_number", "direction"])
     else:
-        found = _cross_one(df, key, u, v, area, hysteresis_px, hysteresis_s)
-    found = found[found["direction"].isin(list(directions))]
+        found = _cross_one(t, u, v, area, hysteresis_px, hysteresis_s)
+    if not {"in", "out"} <= set(directions):
+        found = found[found["direction"].isin(list(directions))]
     if count == "once":
         found = found.sort_values(["_key", "pts_sec"], kind="stable").drop_duplicates("_key")
-    if found.empty:
-        return empty_hits()
-    return _sort_hits(conform_hits(found.drop(columns="_key")))
+    return found
 
 
 # --- zone ------------------------------------------------------------------------------------
