@@ -17,17 +17,20 @@ from resources import LakeResource, SourcesResource
 from resources.rules import RulesResource
 from roadlens import pipeline
 from roadlens.ode import stage
+from roadlens.ode.rules import RuleSet
+from roadlens.registry import VideoRecord
+from roadlens.sinks.parquet import ParquetLake
 
 GROUP = "ode"
 
 
-def _rule_set_for(record, rules: RulesResource, sources: SourcesResource):
+def _rule_set_for(record: VideoRecord, rules: RulesResource, sources: SourcesResource) -> RuleSet:
     """A source's own rule file (``rules:`` in sources.yaml), else the deployment's."""
     path = sources.sources().rules_path_for(record.path, sources.landing())
     return rules.rule_set(path)
 
 
-def _videos(store, date: str, config: VideoBatch):
+def _videos(store: ParquetLake, date: str, config: VideoBatch) -> list[VideoRecord]:
     """The batch's videos of the date that have enriched detections."""
     records = pipeline.registered_videos(store, date)
     if config.video_ids:
