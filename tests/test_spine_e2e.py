@@ -396,7 +396,7 @@ def test_cli_ingest_one_clip(
         )
     ]
     # ingest runs the whole job: the ODE stage writes its tables too (sinks are off here).
-    assert lake.tables() == sorted([*TABLES, "events", "event_stats", "heatmaps"])
+    assert lake.tables() == sorted([*TABLES, "events", "event_stats", "heatmaps", "event_media"])
     events = lake.read_video("events", "veh-01--drive-0001")
     assert events.num_rows == sum(run["events"].values())
     assert Path(run["heatmap_png"]).exists()
