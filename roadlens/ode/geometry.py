@@ -31,7 +31,7 @@ ANCHORS = (
     "bottom_right",
 )
 # (fraction of width, fraction of height) from the top-left corner for each anchor.
-_ANCHOR_FRACTIONS = {
+ANCHOR_FRACTIONS = {
     "center": (0.5, 0.5),
     "top_left": (0.0, 0.0),
     "top_center": (0.5, 0.0),
@@ -54,9 +54,9 @@ def anchor_points(
     >>> float(u[0]), float(v[0])
     (5.0, 20.0)
     """
-    if anchor not in _ANCHOR_FRACTIONS:
+    if anchor not in ANCHOR_FRACTIONS:
         raise ValueError(f"unknown anchor {anchor!r}; one of {', '.join(ANCHORS)}")
-    fx, fy = _ANCHOR_FRACTIONS[anchor]
+    fx, fy = ANCHOR_FRACTIONS[anchor]
     x1, y1 = np.asarray(x1, np.float64), np.asarray(y1, np.float64)
     x2, y2 = np.asarray(x2, np.float64), np.asarray(y2, np.float64)
     return x1 + fx * (x2 - x1), y1 + fy * (y2 - y1)

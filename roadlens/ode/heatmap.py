@@ -37,24 +37,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from roadlens.ode.geometry import ANCHOR_FRACTIONS
 from roadlens.schema import HEATMAPS, SCHEMA_VERSION, conform
 
 Weight = Literal["dwell", "tracks", "events"]
 Normalize = Literal["frames", "seconds"] | None
 Frame = pa.Table | pd.DataFrame
 
-# Fractions (fx, fy) of the box for the 9 DSL test points.
-ANCHORS: dict[str, tuple[float, float]] = {
-    "top_left": (0.0, 0.0),
-    "top_center": (0.5, 0.0),
-    "top_right": (1.0, 0.0),
-    "center_left": (0.0, 0.5),
-    "center": (0.5, 0.5),
-    "center_right": (1.0, 0.5),
-    "bottom_left": (0.0, 1.0),
-    "bottom_center": (0.5, 1.0),
-    "bottom_right": (1.0, 1.0),
-}
+# Fractions (fx, fy) of the box for the 9 DSL test points, shared with the rule geometry.
+ANCHORS: dict[str, tuple[float, float]] = ANCHOR_FRACTIONS
 
 UNITS: dict[str, str] = {"dwell": "s", "tracks": "tracks", "events": "events"}
 
