@@ -35,18 +35,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-Anchor = Literal[
-    "center",
-    "top_left",
-    "top_center",
-    "top_right",
-    "center_left",
-    "center_right",
-    "bottom_left",
-    "bottom_center",
-    "bottom_right",
-    "any",
-]
+from roadlens.ode.geometry import ANCHORS
+
+# The 9 box points of the rule geometry, or any part of the box.
+Anchor = Literal[*ANCHORS, "any"]
 Point = tuple[float, float]
 
 # Triggers implemented in roadlens.ode.spatial (this module validates their parameters).
