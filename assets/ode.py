@@ -6,6 +6,8 @@ detections is skipped unless ``force`` is set, so changing one rule re-evaluates
 video on the next run while an unchanged rule set costs one hash per video.
 """
 
+import hashlib
+import json
 from collections import Counter
 
 import dagster as dg
@@ -22,6 +24,37 @@ from roadlens.registry import VideoRecord
 from roadlens.sinks.parquet import ParquetLake
 
 GROUP = "ode"
+
+
+def rule_file_hashes(rules: RulesResource, sources: SourcesResource) -> dict[str, str]:
+    """sha256 of the deployment's rule set and of every source's own rule file, by path."""
+    paths = [rules.rules_path(), *(r.rules for r in sources.sources().rules if r.rules)]
+    return {str(p): rules.rule_set(p).sha256() for p in dict.fromkeys(paths)}
+
+
+def rule_set_version(hashes: dict[str, str]) -> str:
+    """One short version for a set of rule files (order-independent)."""
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dg.observable_source_asset(
+    group_name=GROUP,
+    description=(
+        "The ODE rule files (the deployment's and each source's own). Observing them records "
+        "their combined sha256 as the data version, so editing a rule marks ode_events and "
+        "everything downstream of it stale, and nothing upstream."
+    ),
+)
+def rule_files(rules: RulesResource, sources: SourcesResource) -> dg.ObserveResult:
+    """Validates every rule file (a bad file fails the observation, naming rule and field)."""
+    hashes = rule_file_hashes(rules, sources)
+    return dg.ObserveResult(
+        data_version=dg.DataVersion(rule_set_version(hashes)),
+        metadata={
+            "rule_files": dg.MetadataValue.json(hashes),
+            "rules_path": dg.MetadataValue.path(str(rules.rules_path())),
+        },
+    )
 
 
 def _rule_set_for(record: VideoRecord, rules: RulesResource, sources: SourcesResource) -> RuleSet:
@@ -42,7 +75,7 @@ def _videos(store: ParquetLake, date: str, config: VideoBatch) -> list[VideoReco
 @dg.asset(
     partitions_def=capture_date,
     group_name=GROUP,
-    deps=[enriched_detections],
+    deps=[enriched_detections, rule_files],
     kinds={"pandas", "parquet"},
 )
 def ode_events(
@@ -79,7 +112,6 @@ def ode_events(
             rules=len(default_rules.rules),
             videos_current=current,
         ),
-        data_version=dg.DataVersion(default_rules.sha256()[:16]),
     )
 
 

@@ -29,7 +29,11 @@ def test_definitions_are_loadable() -> None:
 
 
 def test_asset_keys_groups_and_lineage() -> None:
-    specs = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
+    specs = {
+        spec.key.to_user_string(): spec
+        for spec in defs.resolve_all_asset_specs()
+        if spec.key.to_user_string() != "rule_files"  # the observable source, checked below
+    }
     assert set(specs) == SPINE_KEYS | ODE_KEYS | SINK_KEYS
     groups = {key: spec.group_name for key, spec in specs.items()}
     assert groups == {
@@ -45,12 +49,12 @@ def test_asset_keys_groups_and_lineage() -> None:
         "frames": {"videos"},
         "detections": {"frames"},
         "enriched_detections": {"detections"},
-        "ode_events": {"enriched_detections"},
+        "ode_events": {"enriched_detections", "rule_files"},
         "event_stats": {"ode_events"},
         "heatmaps": {"enriched_detections"},
         "event_media": {"ode_events"},
         **{key: {"enriched_detections"} for key in DETECTION_SINK_KEYS},
-        **{key: {"ode_events"} for key in EVENT_SINK_KEYS},
+        **{key: {"event_media"} for key in EVENT_SINK_KEYS},
     }
 
 
@@ -109,3 +113,16 @@ def test_landing_sensor_targets_the_spine_job() -> None:
 def test_resources_are_bound() -> None:
     repo = defs.get_repository_def()
     assert {"lake", "sources", "detector", "sinks", "rules"} <= set(repo.get_top_level_resources())
+
+
+def test_rule_files_are_an_observable_source_upstream_of_the_events_only() -> None:
+    graph = defs.resolve_asset_graph()
+    key = dg.AssetKey("rule_files")
+    node = graph.get(key)
+    assert node.is_observable and not node.is_materializable
+    downstream = {k.to_user_string() for k in node.child_keys}
+    assert downstream == {"ode_events"}
+    observe = defs.resolve_job_def("rule_files_job")
+    assert [n.name for n in observe.nodes_in_topological_order] == ["rule_files"]
+    sensor = defs.get_repository_def().get_sensor_def("rule_files_sensor")
+    assert sensor.job_name == "rule_files_job"

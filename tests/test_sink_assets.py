@@ -183,11 +183,24 @@ def test_video_rows_must_match_the_video(filled_lake: ParquetLake) -> None:
 def test_event_sinks_export_the_lake_events_to_mqtt_and_amqp(
     filled_lake: ParquetLake, mqtt_url: str, amqp_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import json
+
     from roadlens.synth.tables import synthetic_events
 
+    captures: dict[str, list[str]] = {}
     for seed, video_id in enumerate(VIDEOS):
         events = synthetic_events(40 + seed, video_id=video_id, seed=seed)
-        filled_lake.write_video("events", events, date=DATE, source_id="veh-01", video_id=video_id)
+        # The sinks read event_media (events plus their media paths), not bare events.
+        paths = [[f"media/{video_id}/{e}-frame.jpg"] for e in events["event_id"].to_pylist()]
+        captures.update(zip(events["event_id"].to_pylist(), paths, strict=True))
+        events = events.set_column(
+            events.schema.get_field_index("media_paths"),
+            "media_paths",
+            pa.array(paths, pa.list_(pa.string())),
+        )
+        filled_lake.write_video(
+            "event_media", events, date=DATE, source_id="veh-01", video_id=video_id
+        )
     import pika
 
     monkeypatch.setenv("ROADLENS_MQTT_URL", mqtt_url)
@@ -204,6 +217,9 @@ def test_event_sinks_export_the_lake_events_to_mqtt_and_amqp(
         result = _materialize(filled_lake, ("mqtt_events", "amqp_events"))
         assert result.success
         assert channel.queue_declare(queue, passive=True).method.message_count == 81
+        _, _, body = channel.basic_get(queue, auto_ack=True)
+        message = json.loads(body)
+        assert message["media_paths"] == captures[message["event_id"]]
     finally:
         channel.exchange_delete(exchange)
         connection.close()
