@@ -320,6 +320,184 @@ def test_notify_smtp_errors_never_show_the_password(smtp_server) -> None:
     assert "s3cret-pw" not in str(info.value)
 
 
+# --- SMTP with STARTTLS and AUTH: a self-signed certificate made by the test ------------------
+
+SMTP_USER, SMTP_PASSWORD = "robot", "s3cret-pw"
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A self-signed CA-style certificate for localhost / 127.0.0.1 and its key (PEM)."""
+    import ipaddress
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "roadlens-test-smtp")])
+    now = datetime.now(UTC)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem, key_pem = folder / "smtp-cert.pem", folder / "smtp-key.pem"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_pem, key_pem
+
+
+class _CollectTls(_Collect):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tls: list[bool] = []
+        self.logins: list[tuple[str, str]] = []  # (mechanism, user) of successful logins
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.tls.append(session.ssl is not None)
+        return await super().handle_DATA(server, session, envelope)
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult
+
+        user = auth_data.login.decode()
+        ok = user == SMTP_USER and auth_data.password.decode() == SMTP_PASSWORD
+        if ok:
+            self.logins.append((mechanism, user))
+        return AuthResult(success=ok, handled=False)  # handled=False: the server sends 535
+
+
+@pytest.fixture(params=["PLAIN", "LOGIN"])
+def tls_smtp_server(request, tmp_path: Path):
+    """An SMTP server that requires STARTTLS and then AUTH (only ``request.param`` offered)."""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    handler = _CollectTls()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=_free_port(),
+        tls_context=context,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=handler.authenticate,
+        auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m != request.param],
+    )
+    controller.start()
+    try:
+        yield controller, handler, cert, request.param
+    finally:
+        controller.stop()
+
+
+def _tls_kwargs(controller, cert: Path, **changes: object) -> dict[str, object]:
+    kwargs: dict[str, object] = {
+        "host": controller.hostname,
+        "port": controller.port,
+        "sender": "roadlens@example.org",
+        "to": "ops@example.org",
+        "username": SMTP_USER,
+        "password": SMTP_PASSWORD,
+        "starttls": True,
+        "cafile": cert,
+    }
+    return {**kwargs, **changes}
+
+
+def test_notify_smtp_starttls_and_login_deliver(tls_smtp_server, tmp_path: Path) -> None:
+    controller, handler, cert, mechanism = tls_smtp_server
+    sent = notify_smtp(_events(), **_tls_kwargs(controller, cert, ledger_dir=tmp_path / "l"))
+    assert sent == 2
+    assert len(handler.messages) == 1 and handler.tls == [True]
+    assert handler.logins == [(mechanism, SMTP_USER)]
+    payload = handler.messages[0].get_payload()[0].get_payload(decode=True).decode()
+    assert "ev-a" in payload and "ev-b" in payload
+
+
+def test_notify_smtp_wrong_password_names_host_and_user_not_the_password(
+    tls_smtp_server,
+) -> None:
+    controller, handler, cert, _ = tls_smtp_server
+    wrong = "wr0ng-Pa55word"
+    with pytest.raises(NotifyError) as info:
+        notify_smtp(_events(), **_tls_kwargs(controller, cert, password=wrong))
+    text = str(info.value)
+    assert f"SMTP 127.0.0.1:{controller.port} as user 'robot'" in text
+    assert "login failed" in text and "535" in text
+    import base64
+
+    for secret in (wrong, SMTP_PASSWORD, base64.b64encode(wrong.encode()).decode()):
+        assert secret not in text
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert handler.messages == [] and handler.logins == []
+
+
+def test_notify_smtp_verifies_the_certificate_and_requires_starttls(tls_smtp_server) -> None:
+    controller, handler, cert, _ = tls_smtp_server
+    # No cafile: the self-signed certificate is not trusted, so nothing is sent.
+    with pytest.raises(NotifyError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        notify_smtp(_events(), **_tls_kwargs(controller, cert, cafile=None))
+    # No STARTTLS: the server refuses AUTH before TLS.
+    with pytest.raises(NotifyError, match="as user 'robot'") as info:
+        notify_smtp(_events(), **_tls_kwargs(controller, cert, starttls=False))
+    assert SMTP_PASSWORD not in str(info.value)
+    assert handler.messages == []
+
+
+def test_run_actions_smtp_config_reads_password_env_and_cafile(
+    tls_smtp_server, tmp_path: Path
+) -> None:
+    controller, handler, cert, mechanism = tls_smtp_server
+    smtp = {
+        "host": controller.hostname,
+        "port": controller.port,
+        "sender": "roadlens@example.org",
+        "to": "ops@example.org",
+        "username": SMTP_USER,
+        "password_env": "RL_SMTP_PW",
+        "starttls": True,
+        "cafile": str(cert),
+    }
+    rules = parse_rules(
+        {"rules": [{"id": "cars", "trigger": "always", "actions": [{"notify": {"smtp": smtp}}]}]}
+    )
+    args = (_events(), _detections(), _frames(tmp_path / "frames"), rules)
+    kwargs = {"lake_root": tmp_path / "lake", "date": DATE, "env": {"RL_SMTP_PW": SMTP_PASSWORD}}
+    run_actions(*args, **kwargs)
+    run_actions(*args, **kwargs)  # the ledger stops a second e-mail
+    assert len(handler.messages) == 1 and handler.logins == [(mechanism, SMTP_USER)]
+
+
 class _Hook(BaseHTTPRequestHandler):
     statuses: ClassVar[list[int]] = []
     bodies: ClassVar[list[dict]] = []
@@ -567,3 +745,79 @@ def test_actions_for_video_reads_the_lake_and_writes_event_media(
         [str(media_paths(lake.root, DATE, VIDEO, "ev-b").frame)],
     ]
     assert written.column("track_id").to_pylist() == [1, None]
+
+
+def test_actions_for_video_removes_media_of_vanished_events(clip: Path, tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from roadlens.ode.actions import actions_for_video
+    from roadlens.registry import VideoRecord
+    from roadlens.sinks.parquet import ParquetLake
+    from roadlens.synth.tables import synthetic_events
+
+    lake = ParquetLake(tmp_path / "lake")
+    record = VideoRecord(
+        video_id=VIDEO,
+        source_id="veh-01",
+        vehicle_id="veh-01",
+        session_id="session-a",
+        path=str(clip),
+        size_bytes=clip.stat().st_size,
+        mtime_ns=clip.stat().st_mtime_ns,
+        capture_start=START,
+        capture_date=DATE,
+        capture_time_source="container",
+        gps_path=None,
+        registered_at=START,
+    )
+    where = {"date": DATE, "source_id": "veh-01", "video_id": VIDEO}
+    lake.write_video(
+        "frames", pa.Table.from_pandas(_frames(tmp_path / "frames"), preserve_index=False), **where
+    )
+    lake.write_video("detections", pa.Table.from_pandas(_detections()), **where)
+    three = synthetic_events(3, video_id=VIDEO).to_pandas()
+    three = three.assign(
+        event_id=["ev-a", "ev-b", "ev-c"],
+        rule_id="cars",
+        frame_number=[0, 6, 12],
+        track_id=pd.array([1, 1, None], dtype="Int64"),
+        detection_ids=[["d0"], ["d1"], ["d3"]],
+    )
+    rules = parse_rules(
+        {"rules": [{"id": "cars", "trigger": "always", "capture": {"frame": True, "crop": True}}]}
+    )
+
+    def media_of(eid: str) -> list[Path]:
+        m = media_paths(lake.root, DATE, VIDEO, eid)
+        return [m.frame, m.crop]
+
+    lake.write_video("events", pa.Table.from_pandas(three, preserve_index=False), **where)
+    first = actions_for_video(lake, record, rules)
+    assert (first.extra["media_files"], first.extra["media_removed"]) == (6, 0)
+    assert all(p.is_file() for e in ("ev-a", "ev-b", "ev-c") for p in media_of(e))
+
+    folder = media_root(lake.root, DATE, VIDEO)
+    keep_too = [
+        folder / "_notified" / "cars.json",  # the sent-ledger: never touched
+        folder / "_notified" / "old-frame.jpg",  # media, but in a sub-folder
+        folder / "notes.txt",  # not media
+        folder / ".ev-z-frame.0123.tmp.jpg",  # another writer's temp file
+    ]
+    for p in keep_too:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("x")
+    stale = folder / "ev-old-clip.mp4"
+    stale.write_bytes(b"\0")
+
+    # The rules changed: only ev-b remains.
+    one = three[three["event_id"] == "ev-b"]
+    lake.write_video("events", pa.Table.from_pandas(one, preserve_index=False), **where)
+    second = actions_for_video(lake, record, rules)
+    assert (second.extra["media_files"], second.extra["media_removed"]) == (2, 5)
+    assert all(p.is_file() for p in media_of("ev-b"))
+    assert not any(p.exists() for e in ("ev-a", "ev-c") for p in media_of(e))
+    assert not stale.exists()
+    assert all(p.is_file() for p in keep_too)
+    # A re-run with the same events removes nothing more.
+    assert actions_for_video(lake, record, rules).extra["media_removed"] == 0
+    assert all(p.is_file() for p in media_of("ev-b"))

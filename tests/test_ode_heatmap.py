@@ -199,15 +199,60 @@ def test_geo_grid_and_geo_table():
     assert table.schema.equals(HEATMAPS, check_metadata=False)
 
 
-def test_geo_grid_h3_needs_the_package():
-    try:
-        import h3  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="h3"):
-            hm.geo_grid(pd.DataFrame({"video_id": ["v"], "track_id": [1], "pts_sec": [0.0],
-                                      "lat": [52.5], "lon": [13.4]}), h3=True)  # fmt: skip
-    else:  # pragma: no cover - h3 is not installed in CI
-        pytest.skip("h3 installed")
+def test_geo_grid_h3_cells_match_h3():
+    import h3
+
+    res = 9
+    home = h3.latlng_to_cell(52.5, 13.4, res)
+    # Three fixes inside one resolution-9 cell (~170 m across): within ~1 m of its centre.
+    c_lat, c_lon = h3.cell_to_latlng(home)
+    far = (52.52, 13.45)  # ~4 km away: a different cell
+    far_cell = h3.latlng_to_cell(*far, res)
+    assert far_cell != home
+    d = pd.DataFrame(
+        {"video_id": "v", "track_id": [1, 1, 1, 2, 3],
+         "pts_sec": [0.0, 0.5, 2.0, 1.0, 0.0],
+         "lat": [c_lat, c_lat + 1e-5, c_lat - 1e-5, far[0], np.nan],
+         "lon": [c_lon, c_lon + 1e-5, c_lon, far[1], 13.4]}
+    )  # fmt: skip
+    for lat, lon in zip(d["lat"][:3], d["lon"][:3], strict=True):
+        assert h3.latlng_to_cell(lat, lon, res) == home
+    cells = hm.geo_grid(d, h3=True, h3_resolution=res).set_index("cell_id")
+    assert sorted(cells.index) == sorted([home, far_cell])  # the NaN fix is dropped
+    assert cells.loc[home, "count"] == 3.0
+    assert cells.loc[far_cell, "count"] == 1.0
+    # Dwell is the same per-sample step geo_grid's square cells use: the sum per cell.
+    square = hm.geo_grid(d, cell_deg=1.0)
+    assert cells["dwell"].sum() == pytest.approx(square["dwell"].sum())
+    steps = hm.track_steps(d)[0]
+    assert cells.loc[home, "dwell"] == pytest.approx(steps[:3].sum())
+    assert cells.loc[far_cell, "dwell"] == pytest.approx(steps[3])
+    for cell_id, row in cells.iterrows():
+        lat, lon = h3.cell_to_latlng(cell_id)
+        assert (row["lat"], row["lon"]) == pytest.approx((lat, lon))
+        assert h3.get_resolution(cell_id) == res
+    table = hm.to_table(
+        cells.reset_index(), video_id="v", source_id="s", heatmap_id="h3", weight="dwell",
+        captured_at=START,
+    )  # fmt: skip
+    assert table.schema.equals(HEATMAPS, check_metadata=False)
+    assert sorted(table.column("cell_id").to_pylist()) == sorted([home, far_cell])
+
+
+def test_geo_grid_h3_resolution_and_empty():
+    import h3
+
+    d = pd.DataFrame({"video_id": "v", "track_id": [1, 1], "pts_sec": [0.0, 1.0],
+                      "lat": [52.5, 52.5009], "lon": [13.4, 13.4]})  # fmt: skip
+    fine = hm.geo_grid(d, h3=True, h3_resolution=12)  # ~10 m cells: two of them
+    coarse = hm.geo_grid(d, h3=True, h3_resolution=5)  # ~8 km cells: one
+    assert len(fine) == 2 and len(coarse) == 1
+    assert coarse["cell_id"].iloc[0] == h3.latlng_to_cell(52.5, 13.4, 5)
+    assert coarse["count"].iloc[0] == 2.0
+    with pytest.raises(ValueError, match="h3_resolution"):
+        hm.geo_grid(d, h3=True, h3_resolution=16)
+    none = hm.geo_grid(d.assign(lat=np.nan), h3=True)
+    assert none.empty and list(none.columns) == ["cell_id", "lat", "lon", "count", "dwell"]
 
 
 def test_render_png_has_expected_size_and_legend(tmp_path):

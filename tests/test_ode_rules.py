@@ -134,3 +134,37 @@ def test_trigger_forms() -> None:
     assert [r.trigger.kind for r in rs.rules] == ["always", "absence"]
     assert rs.rules[1].trigger.params == {}
     assert rs.rule("b").display_name == "b"
+
+
+ROAD = [[[400, 700], [0, 0]], [[880, 700], [3.5, 0]], [[700, 400], [3.5, 30]],
+        [[580, 400], [0, 30]]]  # fmt: skip
+
+
+def test_speed_ground_scale_forms() -> None:
+    h = [[0.05, 0, 0], [0, 0.1, 0], [0, 0, 1]]
+    rs = parse_rules(with_rule(2, trigger={"speed": {"min": 1, "homography": h}}))
+    assert rs.rules[2].trigger.params["homography"] == h
+    rs = parse_rules(with_rule(2, trigger={"stopped": {"max_speed": 0.5, "ground_points": ROAD}}))
+    assert len(rs.rules[2].trigger.params["ground_points"]) == 4
+    # Rules without a homography keep their hash (None fields are left out of it).
+    plain = parse_rules(with_rule(2, trigger={"speed": {"min": 1, "metres_per_pixel": 0.1}}))
+    assert "homography" not in plain.canonical_json()
+
+
+def test_speed_ground_scale_errors_name_rule_and_field() -> None:
+    singular = [[1, 2, 3], [2, 4, 6], [0, 0, 1]]
+    msg = error_of(with_rule(2, trigger={"speed": {"homography": singular}}))
+    assert "rule 'stop-line' (rules[2]) field 'trigger.speed.homography'" in msg
+    assert "singular" in msg
+    msg = error_of(with_rule(2, trigger={"speed": {"homography": [[1, 0, 0], [0, 1, 0]]}}))
+    assert "field 'trigger.speed.homography'" in msg
+    collinear = [[[0, 0], [0, 0]], [[1, 0], [1, 0]], [[2, 0], [2, 0]], [[0, 1], [0, 1]]]
+    msg = error_of(with_rule(2, trigger={"stopped": {"max_speed": 1, "ground_points": collinear}}))
+    assert "rule 'stop-line' (rules[2]) field 'trigger.stopped.ground_points'" in msg
+    assert "degenerate" in msg
+    msg = error_of(with_rule(2, trigger={"stopped": {"max_speed": 1, "ground_points": ROAD[:3]}}))
+    assert "field 'trigger.stopped.ground_points'" in msg and "at least 4" in msg
+    both = {"min": 1, "metres_per_pixel": 0.1, "ground_points": ROAD}
+    msg = error_of(with_rule(2, trigger={"speed": both}))
+    assert "rule 'stop-line' (rules[2]) field 'trigger.speed'" in msg
+    assert "at most one of metres_per_pixel, homography, ground_points" in msg

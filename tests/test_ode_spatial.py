@@ -398,3 +398,131 @@ def test_stopped_for_at_least() -> None:
     assert hits["pts_sec"].iloc[0] == pytest.approx(2.4)
     assert hits["pts_sec"].iloc[-1] == pytest.approx(2.9)
     assert hits["value"].iloc[-1] == pytest.approx(2.5)
+
+
+# --- ground-plane speed: homography and ground points ---------------------------------------
+
+SCALE_H = [[0.05, 0.0, 0.0], [0.0, 0.1, 0.0], [0.0, 0.0, 1.0]]  # x: 0.05 m/px, y: 0.1 m/px
+# A road seen in perspective: a 3.5 m lane, 30 m long, as a trapezoid in the image.
+ROAD_IMG = [(400.0, 700.0), (880.0, 700.0), (700.0, 400.0), (580.0, 400.0)]
+ROAD_WORLD = [(0.0, 0.0), (3.5, 0.0), (3.5, 30.0), (0.0, 30.0)]
+ROAD_POINTS = [(i, w) for i, w in zip(ROAD_IMG, ROAD_WORLD, strict=True)]
+
+
+def test_speed_homography_scales_axes_separately() -> None:
+    down = [(300, 100 + 2 * i) for i in range(5)]  # 2 px per 0.1 s = 20 px/s in y
+    right = [(300 + 2 * i, 100) for i in range(5)]  # 20 px/s in x
+    dets = make_dets({1: down, 2: right})
+    hits = spatial.speed(dets, None, homography=SCALE_H)
+    by_track = hits.groupby("track_id")["value"].agg(list).to_dict()
+    assert by_track[1] == pytest.approx([2.0] * 4)  # 20 px/s * 0.1 m/px
+    assert by_track[2] == pytest.approx([1.0] * 4)  # 20 px/s * 0.05 m/px
+    # metres_per_pixel cannot tell the axes apart: both tracks read the same.
+    single = spatial.speed(dets, None, metres_per_pixel=0.1)
+    assert single["value"].tolist() == pytest.approx([2.0] * 8)
+    fast = spatial.speed(dets, None, homography=SCALE_H, min=1.5)
+    assert set(fast["track_id"]) == {1}
+
+
+def test_speed_ground_points_matches_cv2_perspective() -> None:
+    import cv2
+
+    h_cv, _ = cv2.findHomography(np.array(ROAD_IMG), np.array(ROAD_WORLD))
+    h_ours = spatial.homography_from_points(ROAD_POINTS)
+    np.testing.assert_allclose(h_ours, h_cv / h_cv[2, 2], rtol=1e-9, atol=1e-12)
+    # A car driving up the lane centre: equal pixel steps, growing ground steps.
+    track = [(640.0, 690.0 - 25.0 * i) for i in range(12)]
+    dets = make_dets({1: track})
+    hits = spatial.speed(dets, None, ground_points=ROAD_POINTS)
+    pts = np.array(track, dtype=np.float64).reshape(-1, 1, 2)
+    ground = cv2.perspectiveTransform(pts, h_cv).reshape(-1, 2)
+    expected = np.hypot(*np.diff(ground, axis=0).T) / 0.1
+    assert hits["value"].to_numpy() == pytest.approx(expected, rel=1e-9)
+    assert expected[-1] > 2 * expected[0]  # perspective: far pixels cover more ground
+    # The same through the explicit matrix, and through the windowed reference.
+    as_matrix = spatial.speed(dets, None, homography=h_cv.tolist())
+    assert as_matrix["value"].to_numpy() == pytest.approx(expected, rel=1e-9)
+    windowed = spatial.speed(dets, None, ground_points=ROAD_POINTS, window_s=0.3)
+    exp_w = np.hypot(*(ground[3:] - ground[:-3]).T) / 0.3
+    assert windowed["value"].to_numpy() == pytest.approx(exp_w, rel=1e-9)
+
+
+def test_homography_from_more_than_four_points_is_least_squares() -> None:
+    import cv2
+
+    h_true = np.array([[0.02, 0.001, -3.0], [0.0005, 0.05, -10.0], [0.0, 0.0008, 1.0]])
+    rng = np.random.default_rng(7)
+    img = rng.uniform([0, 300], [1280, 720], size=(12, 2))
+    world = cv2.perspectiveTransform(img.reshape(-1, 1, 2), h_true).reshape(-1, 2)
+    h = spatial.homography_from_points(list(zip(img.tolist(), world.tolist(), strict=True)))
+    np.testing.assert_allclose(h, h_true, rtol=1e-7, atol=1e-10)
+
+
+def test_stopped_with_ground_points() -> None:
+    # 1 px per 0.1 s near the bottom of the image is 0.27..0.3 m/s on the ground.
+    crawl = [(640.0, 690.0 - 1.0 * i) for i in range(25)]
+    dets = make_dets({1: crawl})
+    hits = spatial.stopped(dets, None, max_speed=0.5, min_seconds=2.0, ground_points=ROAD_POINTS)
+    assert not hits.empty
+    assert hits["pts_sec"].iloc[0] == pytest.approx(2.0)  # stop starts at t = 0
+    assert spatial.stopped(
+        dets, None, max_speed=0.25, min_seconds=2.0, ground_points=ROAD_POINTS
+    ).empty
+    # In px/s the same track (10 px/s) is nowhere near stopped.
+    assert spatial.stopped(dets, None, max_speed=0.5, min_seconds=2.0).empty
+
+
+COLLINEAR_4 = [((0, 0), (0, 0)), ((1, 0), (1, 0)), ((2, 0), (2, 0)), ((0, 1), (0, 1))]
+COLLINEAR_WORLD = [((0, 0), (0, 0)), ((1, 0), (1, 0)), ((1, 1), (2, 0)), ((0, 1), (0, 1))]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"homography": [[1, 2, 3], [2, 4, 6], [0, 0, 1]]}, "singular"),
+        ({"homography": [[1, 0], [0, 1]]}, "3 rows of 3"),
+        ({"ground_points": ROAD_POINTS[:3]}, "at least 4"),
+        ({"ground_points": COLLINEAR_4}, "degenerate"),  # 3 image points on a line, 4 too
+        ({"ground_points": COLLINEAR_WORLD}, "degenerate"),  # 3 world points on a line
+        ({"metres_per_pixel": 0.1, "homography": SCALE_H}, "at most one"),
+    ],
+)
+def test_bad_ground_transform_is_rejected(kwargs: dict, match: str) -> None:
+    dets = make_dets({1: [(100, 100), (110, 100)]})
+    with pytest.raises(ValueError, match=match):
+        spatial.speed(dets, None, **kwargs)
+
+
+def test_to_ground_is_vectorized_and_nan_on_horizon() -> None:
+    h = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.01, -1.0]])  # horizon at v = 100
+    x, y = spatial.to_ground(np.array([10.0, 10.0]), np.array([200.0, 100.0]), h)
+    assert (x[0], y[0]) == pytest.approx((10.0, 200.0))
+    assert np.isnan(x[1]) and np.isnan(y[1])
+
+
+def test_rule_file_homography_reaches_the_trigger() -> None:
+    from roadlens.ode.engine import evaluate_hits
+    from roadlens.ode.rules import parse_rules
+
+    rs = parse_rules(
+        {
+            "rules": [
+                {
+                    "id": "fast",
+                    "firing": {"mode": "level"},
+                    "trigger": {"speed": {"min": 1.5, "homography": SCALE_H}},
+                },
+                {
+                    "id": "road",
+                    "firing": {"mode": "level"},
+                    "trigger": {"speed": {"ground_points": [list(p) for p in ROAD_POINTS]}},
+                },
+            ]
+        }
+    )
+    dets = make_dets({1: [(300, 100 + 2 * i) for i in range(5)]})
+    hits = evaluate_hits(dets, None, rs)
+    assert hits["fast"]["value"].tolist() == pytest.approx([2.0] * 4)
+    h = spatial.homography_from_points(ROAD_POINTS)
+    x, y = spatial.to_ground(np.array([300.0, 300.0]), np.array([100.0, 102.0]), h)
+    assert hits["road"]["value"].iloc[0] == pytest.approx(np.hypot(x[1] - x[0], y[1] - y[0]) / 0.1)

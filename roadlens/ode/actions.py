@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib
 import json
@@ -25,6 +26,7 @@ import logging
 import math
 import os
 import smtplib
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -87,6 +89,43 @@ def annotated_path(lake_root: str | Path, date: str, video_id: str, rule_id: str
     return (
         media_root(lake_root, date, video_id) / f"annotated-{safe_segment(rule_id, 'rule_id')}.mp4"
     )
+
+
+# What counts as a media file when pruning: images and videos, never JSON or the ledger.
+MEDIA_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".mp4", ".mkv", ".avi",
+                            ".mov", ".webm"})  # fmt: skip
+
+
+def prune_media(folder: str | Path, keep: Iterable[str | Path]) -> list[Path]:
+    """Delete the media files directly in ``folder`` that are not in ``keep``; return them.
+
+    Only plain files with a :data:`MEDIA_SUFFIXES` suffix are candidates: sub-folders (the
+    ``_notified/`` sent-ledger), dot-files (another writer's temp files) and non-media files
+    are left alone. ``keep`` is compared after resolving, so relative and absolute spellings
+    of one path match.
+
+    >>> prune_media(media_root(lake, date, video), ["…/e1-frame.jpg"])  # doctest: +SKIP
+    [PosixPath('…/e2-frame.jpg'), PosixPath('…/e2-crop.jpg')]
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    kept = {Path(p).resolve() for p in keep}
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if (
+            path.name.startswith(".")
+            or path.suffix.lower() not in MEDIA_SUFFIXES
+            or not path.is_file()
+            or path.is_symlink()
+            or path.resolve() in kept
+        ):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        log.info("removed %d media file(s) of vanished events from %s", len(removed), folder)
+    return removed
 
 
 def _tmp_next_to(path: Path) -> Path:
@@ -161,6 +200,7 @@ class SmtpSpec(_Strict):
     username: str | None = None
     password_env: str | None = None
     starttls: bool = False
+    cafile: str | None = None  # PEM of a CA (or self-signed cert) to trust for STARTTLS
 
     @field_validator("to", mode="before")
     @classmethod
@@ -901,13 +941,19 @@ def notify_smtp(
     username: str | None = None,
     password: str | None = None,
     starttls: bool = False,
+    cafile: str | Path | None = None,
     timeout_s: float = 10.0,
     ledger_dir: str | Path | None = None,
 ) -> int:
     """One e-mail for the batch: a summary body and ``events.json`` attached.
 
     Returns the number of events sent (0 when the ledger says all were sent already).
-    ``subject_template`` may use ``{count}``, ``{rules}``, ``{videos}``.
+    ``subject_template`` may use ``{count}``, ``{rules}``, ``{videos}``. With ``starttls``
+    the server's certificate and host name are verified against the system CAs, or against
+    ``cafile`` (a PEM file: a private CA or a self-signed server certificate); verification
+    is never switched off. ``username``/``password`` log in (AUTH PLAIN or LOGIN, whichever
+    the server offers) before sending. Any failure raises :class:`NotifyError` naming the
+    host, port and user, never the password.
 
     >>> notify_smtp(events, host="localhost", port=2525, sender="rl@x", to="ops@x")  # doctest: +SKIP
     3
@@ -924,19 +970,39 @@ def notify_smtp(
     msg.set_content(summary(todo))
     body = json.dumps(event_records(todo), indent=1).encode()
     msg.add_attachment(body, maintype="application", subtype="json", filename="events.json")
+    who = f"SMTP {host}:{port}" + (f" as user {username!r}" if username is not None else "")
     try:
         with smtplib.SMTP(host, port, timeout=timeout_s) as smtp:
             if starttls:
-                smtp.starttls()
+                # smtplib's own default context verifies nothing; this one verifies.
+                smtp.starttls(context=ssl.create_default_context(cafile=cafile))
             if username is not None:
-                smtp.login(username, password or "")
+                try:
+                    smtp.login(username, password or "")
+                except smtplib.SMTPAuthenticationError as exc:
+                    reason = _smtp_reply(exc, password)
+                    raise NotifyError(f"{who}: login failed: {reason}") from None
             smtp.send_message(msg)
     except (smtplib.SMTPException, OSError) as exc:
-        # The exception text is the server's reply or a socket error: never the password.
-        raise NotifyError(f"SMTP {host}:{port}: {type(exc).__name__}: {exc}") from None
+        # The exception text is the server's reply or a socket error; scrubbed regardless.
+        raise NotifyError(f"{who}: {type(exc).__name__}: {_smtp_reply(exc, password)}") from None
     _mark(todo, ledger_dir, channel)
     log.info("notified %d event(s) by e-mail to %d recipient(s)", len(todo), len(recipients))
     return len(todo)
+
+
+def _smtp_reply(exc: BaseException, password: str | None) -> str:
+    """The error text with the password (plain or in an AUTH PLAIN/LOGIN base64) removed."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        reply = exc.smtp_error
+        reply = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+        text = f"{exc.smtp_code} {reply}"
+    else:
+        text = str(exc)
+    if password:
+        for secret in (password, base64.b64encode(password.encode()).decode()):
+            text = text.replace(secret, "***")
+    return text
 
 
 def _redact(url: str) -> str:
@@ -1142,6 +1208,11 @@ def actions_for_video(
     :class:`~roadlens.registry.VideoRecord` (its ``capture_date`` is the media date, its
     ``path`` the source for clips).
 
+    After writing, media files in the video's :func:`media_root` that no current event
+    references (events a rule change removed) are deleted (:func:`prune_media`); the
+    ``_notified/`` ledger stays, so nothing is notified twice. ``extra["media_removed"]``
+    counts them.
+
     >>> outcome = actions_for_video(lake, record, rules)  # doctest: +SKIP
     >>> outcome.extra["media_files"]  # doctest: +SKIP
     12
@@ -1176,6 +1247,10 @@ def actions_for_video(
         video_id=record.video_id,
     )
     files = sorted({p for paths in out["media_paths"] for p in paths})
+    # Events a rule change removed leave their files behind: drop what no event references,
+    # now that the new media and the table naming them are written.
+    folder = media_root(lake.root, record.capture_date, record.video_id)
+    removed = prune_media(folder, files)
     return StageOutcome(
         record.video_id,
         table.num_rows,
@@ -1183,8 +1258,9 @@ def actions_for_video(
         stats,
         {
             "media_files": len(files),
+            "media_removed": len(removed),
             "events_with_media": int(sum(bool(len(p)) for p in out["media_paths"])),
-            "media_dir": str(media_root(lake.root, record.capture_date, record.video_id)),
+            "media_dir": str(folder),
         },
     )
 
@@ -1207,6 +1283,7 @@ def _notify(
             username=s.username,
             password=password,
             starttls=s.starttls,
+            cafile=s.cafile,
             ledger_dir=ledger_dir,
         )
     if spec.webhook is not None:
@@ -1228,6 +1305,7 @@ def _notify(
 __all__ = [
     "ACTION_KINDS",
     "EVENT_MEDIA_TABLE",
+    "MEDIA_SUFFIXES",
     "ActionConfigError",
     "ActionSpec",
     "AnnotateSpec",
@@ -1257,6 +1335,7 @@ __all__ = [
     "notify_webhook",
     "plan_rule",
     "plan_rules",
+    "prune_media",
     "record_clip",
     "run_actions",
     "summary",

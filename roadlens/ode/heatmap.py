@@ -407,7 +407,8 @@ def geo_grid(
 
     Cells are ``cell_deg`` squares (0.0005° ≈ 55 m north-south); ``cell_id`` is
     ``"deg{cell_deg}:{row}:{col}"`` with ``row = floor(lat / cell_deg)``. Detections with no
-    GPS fix are dropped. ``h3=True`` uses H3 cells (needs the optional ``h3`` package).
+    GPS fix are dropped. ``h3=True`` uses H3 cells of ``h3_resolution`` instead (``cell_id``
+    is the H3 index, ``lat``/``lon`` its centre).
     Columns: ``cell_id, lat, lon, count, dwell``.
 
     >>> import pandas as pd
@@ -443,27 +444,41 @@ def geo_grid(
 
 
 def _h3_grid(lat: np.ndarray, lon: np.ndarray, dt: np.ndarray, resolution: int) -> pd.DataFrame:
-    try:
-        import h3  # type: ignore[import-not-found]
-    except ImportError as exc:  # pragma: no cover - h3 is optional and not installed here
-        raise ImportError("geo_grid(h3=True) needs the optional 'h3' package") from exc
-    # h3 has no array API: one call per distinct rounded position, not per detection.
-    key = pd.DataFrame({"lat": lat.round(6), "lon": lon.round(6), "dwell": dt})
-    uniq = key[["lat", "lon"]].drop_duplicates()
-    uniq["cell_id"] = [
-        h3.latlng_to_cell(a, b, resolution)
-        for a, b in zip(uniq["lat"], uniq["lon"], strict=True)  # pragma: no cover
-    ]
-    key = key.merge(uniq, on=["lat", "lon"])
-    agg = key.groupby("cell_id").agg(count=("dwell", "size"), dwell=("dwell", "sum"))
-    centres = [h3.cell_to_latlng(c) for c in agg.index]
+    """Count and dwell per H3 cell of ``resolution`` (0..15), sorted by ``cell_id``.
+
+    h3 4.x has no array API: positions are rounded to 1e-6° (≈ 0.1 m), deduplicated with one
+    ``np.unique``, and only the distinct positions go through ``h3.latlng_to_cell``; the
+    aggregation itself is a ``bincount``.
+
+    >>> import numpy as np
+    >>> g = _h3_grid(np.array([52.5, 52.5]), np.array([13.4, 13.4]), np.array([1.0, 2.0]), 9)
+    >>> g[["count", "dwell"]].values.tolist()
+    [[2.0, 3.0]]
+    """
+    import h3
+
+    if not 0 <= resolution <= 15:
+        raise ValueError(f"h3_resolution must be in 0..15, got {resolution}")
+    if len(lat) == 0:
+        return pd.DataFrame(
+            {"cell_id": np.array([], dtype=object), "lat": np.zeros(0), "lon": np.zeros(0),
+             "count": np.zeros(0), "dwell": np.zeros(0)}
+        )  # fmt: skip
+    pos = np.column_stack([lat.round(6), lon.round(6)])
+    uniq, pos_of = np.unique(pos, axis=0, return_inverse=True)
+    cells_of_pos = np.array(
+        [h3.latlng_to_cell(a, b, resolution) for a, b in uniq.tolist()], dtype=object
+    )
+    cell_ids, cell_of_pos = np.unique(cells_of_pos.astype(str), return_inverse=True)
+    cell = cell_of_pos[pos_of.ravel()]
+    centres = np.array([h3.cell_to_latlng(c) for c in cell_ids.tolist()], dtype=np.float64)
     return pd.DataFrame(
         {
-            "cell_id": agg.index.to_numpy(dtype=object),
-            "lat": [c[0] for c in centres],
-            "lon": [c[1] for c in centres],
-            "count": agg["count"].to_numpy(np.float64),
-            "dwell": agg["dwell"].to_numpy(np.float64),
+            "cell_id": cell_ids.astype(object),
+            "lat": centres[:, 0],
+            "lon": centres[:, 1],
+            "count": np.bincount(cell, minlength=len(cell_ids)).astype(np.float64),
+            "dwell": np.bincount(cell, weights=dt, minlength=len(cell_ids)),
         }
     )
 

@@ -30,10 +30,18 @@ import inspect
 import json
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from roadlens.ode.geometry import ANCHORS
 
@@ -203,21 +211,71 @@ class DirectionParams(_Model):
     window_s: float = Field(default=0.0, ge=0)
 
 
-class StoppedParams(_Model):
-    """Speed below ``max_speed`` (px/s or m/s) for at least ``min_seconds``."""
+# A 3x3 matrix, row-major: 3 rows of 3 numbers.
+_Row3 = Annotated[list[float], Field(min_length=3, max_length=3)]
+Matrix3 = Annotated[list[_Row3], Field(min_length=3, max_length=3)]
+
+
+class _GroundScale(_Model):
+    """How ``speed``/``stopped`` turn pixels into metres: at most one of a single
+    ``metres_per_pixel`` scale, a ``homography`` (3x3, image pixels -> ground-plane
+    metres) or ``ground_points`` (4+ ``[[u, v], [x, y]]`` pairs it is computed from).
+    None of them: speeds are in px/s."""
+
+    metres_per_pixel: float | None = Field(default=None, gt=0)
+    homography: Matrix3 | None = None
+    ground_points: list[tuple[Point, Point]] | None = Field(default=None, min_length=4)
+
+    @field_validator("homography")
+    @classmethod
+    def _invertible(cls, h: list[list[float]] | None) -> list[list[float]] | None:
+        if h is not None:
+            from roadlens.ode.spatial import HomographyError, as_homography
+
+            try:
+                as_homography(h)
+            except HomographyError as exc:
+                raise ValueError(str(exc)) from None
+        return h
+
+    @field_validator("ground_points")
+    @classmethod
+    def _solvable(cls, pts: list[tuple[Point, Point]] | None) -> list[tuple[Point, Point]] | None:
+        if pts is not None:
+            from roadlens.ode.spatial import HomographyError, homography_from_points
+
+            try:
+                homography_from_points(pts)
+            except HomographyError as exc:
+                raise ValueError(str(exc)) from None
+        return pts
+
+    @model_validator(mode="after")
+    def _one_scale(self) -> _GroundScale:
+        names = ("metres_per_pixel", "homography", "ground_points")
+        given = [n for n in names if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValueError(
+                f"give at most one of metres_per_pixel, homography, ground_points "
+                f"(got {', '.join(given)})"
+            )
+        return self
+
+
+class StoppedParams(_GroundScale):
+    """Speed below ``max_speed`` (px/s, or m/s with a ground scale) for ``min_seconds``."""
 
     max_speed: float = Field(gt=0)
     min_seconds: float = Field(default=1.0, ge=0)
-    metres_per_pixel: float | None = Field(default=None, gt=0)
     window_s: float = Field(default=0.0, ge=0)
 
 
-class SpeedParams(_Model):
-    """Speed in [min, max] (px/s, or m/s with ``metres_per_pixel``)."""
+class SpeedParams(_GroundScale):
+    """Speed in [min, max] (px/s, or m/s with ``metres_per_pixel``, ``homography`` or
+    ``ground_points``)."""
 
     min: float = Field(default=0.0, ge=0)
     max: float | None = Field(default=None, ge=0)
-    metres_per_pixel: float | None = Field(default=None, gt=0)
     window_s: float = Field(default=0.0, ge=0)
 
 

@@ -31,12 +31,16 @@ from roadlens.ode.geometry import Line, Polygon, Polyline, anchor_points
 from roadlens.ode.hits import conform_hits, empty_hits
 
 __all__ = [
+    "HomographyError",
+    "as_homography",
     "cross",
     "direction",
     "distance",
+    "homography_from_points",
     "intersection",
     "speed",
     "stopped",
+    "to_ground",
     "zone",
 ]
 
@@ -565,11 +569,164 @@ def distance(
 # --- motion: direction, stopped, speed -------------------------------------------------------
 
 
-def _motion(dets: pd.DataFrame, anchor: str, window_s: float) -> tuple[pd.DataFrame, ...]:
+class HomographyError(ValueError):
+    """A homography or ground-point set that cannot map pixels to the ground plane."""
+
+
+# Below this ratio of smallest to largest singular value a matrix counts as singular.
+_SINGULAR_RTOL = 1e-9
+
+
+def homography_from_points(
+    ground_points: Sequence[tuple[Sequence[float], Sequence[float]]],
+) -> np.ndarray:
+    """The 3x3 homography mapping image pixels (u, v) to ground metres (x, y), from 4 or
+    more ``((u, v), (x, y))`` pairs: a normalized DLT (least squares beyond 4 pairs, like
+    ``cv2.findHomography(..., method=0)`` before its refinement). ``H[2, 2] == 1``.
+
+    Raises :class:`HomographyError` for fewer than 4 pairs or a degenerate set (3 of 4
+    points on one line, repeated points), where no unique plane-to-plane map exists.
+
+    >>> H = homography_from_points([((0, 0), (0, 0)), ((10, 0), (1, 0)),
+    ...                             ((10, 10), (1, 2)), ((0, 10), (0, 2))])
+    >>> (np.round(H, 6) + 0.0).tolist()
+    [[0.1, 0.0, 0.0], [0.0, 0.2, 0.0], [0.0, 0.0, 1.0]]
+    """
+    try:
+        pts = np.asarray(ground_points, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise HomographyError(f"ground_points must be [[u, v], [x, y]] pairs: {exc}") from None
+    if pts.ndim != 3 or pts.shape[1:] != (2, 2):
+        raise HomographyError(
+            f"ground_points must be a list of [[u, v], [x, y]] pairs (got shape {pts.shape})"
+        )
+    if len(pts) < 4:
+        raise HomographyError(f"ground_points needs at least 4 pairs (got {len(pts)})")
+    if not np.isfinite(pts).all():
+        raise HomographyError("ground_points must be finite numbers")
+    img, world = pts[:, 0], pts[:, 1]
+    t_img, t_world = _hartley(img), _hartley(world)
+    a = _apply(t_img, img)
+    b = _apply(t_world, world)
+    n = len(pts)
+    one, zero = np.ones(n), np.zeros(n)
+    au, av, bx, by = a[:, 0], a[:, 1], b[:, 0], b[:, 1]
+    rows_x = np.column_stack([au, av, one, zero, zero, zero, -bx * au, -bx * av, -bx])
+    rows_y = np.column_stack([zero, zero, zero, au, av, one, -by * au, -by * av, -by])
+    _, sv, vt = np.linalg.svd(np.vstack([rows_x, rows_y]))
+    # 8 constraints are needed; a rank-deficient system has a family of solutions.
+    if sv[7] <= _SINGULAR_RTOL * sv[0]:
+        raise HomographyError(
+            "ground_points are degenerate (repeated points or 3 of them on one line): "
+            "no unique homography"
+        )
+    hn = vt[-1].reshape(3, 3)
+    h = np.linalg.inv(t_world) @ hn @ t_img
+    try:
+        _check_homography(h)
+    except HomographyError:
+        raise HomographyError(
+            "ground_points are degenerate (3 image or 3 world points on one line): "
+            "the homography they give is singular"
+        ) from None
+    if abs(h[2, 2]) > 1e-12:
+        h = h / h[2, 2]
+    return h
+
+
+def _hartley(p: np.ndarray) -> np.ndarray:
+    """Similarity moving points to their centroid, mean distance sqrt(2)."""
+    c = p.mean(axis=0)
+    d = np.hypot(*(p - c).T).mean()
+    k = np.sqrt(2) / d if d > 0 else 1.0
+    return np.array([[k, 0, -k * c[0]], [0, k, -k * c[1]], [0, 0, 1.0]])
+
+
+def _apply(h: np.ndarray, p: np.ndarray) -> np.ndarray:
+    q = p @ h[:, :2].T + h[:, 2]
+    return q[:, :2] / q[:, 2:3]
+
+
+def _check_homography(h: np.ndarray) -> None:
+    sv = np.linalg.svd(h, compute_uv=False)
+    if not np.isfinite(sv).all() or sv[-1] <= _SINGULAR_RTOL * sv[0]:
+        raise HomographyError(
+            f"homography is a singular matrix (singular values {np.round(sv, 12).tolist()}): "
+            "it collapses the image onto a line or point"
+        )
+
+
+def as_homography(homography: Sequence[Sequence[float]]) -> np.ndarray:
+    """``homography`` (3 rows of 3 numbers, row-major) as a checked float64 3x3 array.
+
+    >>> as_homography([[0.05, 0, 0], [0, 0.1, 0], [0, 0, 1]]).shape
+    (3, 3)
+    """
+    try:
+        h = np.asarray(homography, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise HomographyError(f"homography must be 3 rows of 3 numbers: {exc}") from None
+    if h.shape != (3, 3):
+        raise HomographyError(f"homography must be 3 rows of 3 numbers (got shape {h.shape})")
+    if not np.isfinite(h).all():
+        raise HomographyError("homography must be finite numbers")
+    _check_homography(h)
+    return h
+
+
+def to_ground(u: np.ndarray, v: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Image points (u, v) mapped through homography ``h`` to ground (x, y), vectorized.
+
+    Points on the horizon (``w == 0``) map to NaN.
+
+    >>> x, y = to_ground(np.array([10.0]), np.array([20.0]), np.diag([0.05, 0.1, 1.0]))
+    >>> float(x[0]), float(y[0])
+    (0.5, 2.0)
+    """
+    u = np.asarray(u, np.float64)
+    v = np.asarray(v, np.float64)
+    w = h[2, 0] * u + h[2, 1] * v + h[2, 2]
+    w = np.where(w == 0, np.nan, w)
+    x = (h[0, 0] * u + h[0, 1] * v + h[0, 2]) / w
+    y = (h[1, 0] * u + h[1, 1] * v + h[1, 2]) / w
+    return x, y
+
+
+def _ground_transform(
+    metres_per_pixel: float | None,
+    homography: Sequence[Sequence[float]] | None,
+    ground_points: Sequence[tuple[Sequence[float], Sequence[float]]] | None,
+) -> tuple[float | None, np.ndarray | None]:
+    """(scale, homography): at most one of the three ways to get metres may be given."""
+    given = [
+        n
+        for n, x in (
+            ("metres_per_pixel", metres_per_pixel),
+            ("homography", homography),
+            ("ground_points", ground_points),
+        )
+        if x is not None
+    ]
+    if len(given) > 1:
+        raise ValueError(f"give at most one of metres_per_pixel, homography, ground_points "
+                         f"(got {', '.join(given)})")  # fmt: skip
+    if homography is not None:
+        return None, as_homography(homography)
+    if ground_points is not None:
+        return None, homography_from_points(ground_points)
+    return metres_per_pixel, None
+
+
+def _motion(
+    dets: pd.DataFrame, anchor: str, window_s: float, ground: np.ndarray | None = None
+) -> tuple[pd.DataFrame, ...]:
     """Per tracked row: displacement (du, dv) and time dt since a reference sample of the
-    same track: the previous one, or the latest at least ``window_s`` earlier."""
+    same track: the previous one, or the latest at least ``window_s`` earlier. With a
+    ``ground`` homography the anchors are mapped to ground metres before differencing."""
     df, key = _tracks(dets)
     u, v = _uv(df, anchor)
+    if ground is not None:
+        u, v = to_ground(u, v, ground)
     pts = df["pts_sec"].to_numpy(np.float64)
     first = np.r_[True, key[1:] != key[:-1]] if len(key) else np.array([], dtype=bool)
     if window_s <= 0:
@@ -634,14 +791,28 @@ def speed(
     min: float = 0.0,
     max: float | None = None,
     metres_per_pixel: float | None = None,
+    homography: Sequence[Sequence[float]] | None = None,
+    ground_points: Sequence[tuple[Sequence[float], Sequence[float]]] | None = None,
     window_s: float = 0.0,
 ) -> pd.DataFrame:
-    """A hit per tracked sample whose anchor speed is in [min, max]: px/s, or m/s when
-    ``metres_per_pixel`` is given. ``value`` is the speed."""
-    df, _, du, dv, dt = _motion(dets, anchor, window_s)
+    """A hit per tracked sample whose anchor speed is in [min, max]. ``value`` is the speed:
+    px/s; m/s with ``metres_per_pixel`` (one scale for the whole image); or m/s in the ground
+    plane with a ``homography`` (3x3, pixels -> metres) or the ``ground_points`` it is
+    computed from (4+ ``((u, v), (x, y))`` pairs). At most one of the three.
+
+    >>> import pandas as pd
+    >>> d = pd.DataFrame({"detection_id": ["a", "b"], "video_id": "v", "track_id": 1,
+    ...     "frame_number": [0, 1], "pts_sec": [0.0, 1.0], "x1": 0.0, "x2": 0.0,
+    ...     "y1": [0.0, 20.0], "y2": [0.0, 20.0],
+    ...     "captured_at": pd.to_datetime([0, 1], unit="s", utc=True)})
+    >>> speed(d, None, homography=[[0.05, 0, 0], [0, 0.1, 0], [0, 0, 1]])["value"].tolist()
+    [2.0]
+    """
+    mpp, ground = _ground_transform(metres_per_pixel, homography, ground_points)
+    df, _, du, dv, dt = _motion(dets, anchor, window_s, ground)
     if df.empty:
         return empty_hits()
-    sp = _speed(du, dv, dt, metres_per_pixel)
+    sp = _speed(du, dv, dt, mpp)
     ok = (sp >= min) & (sp <= (np.inf if max is None else max))
     return _sort_hits(_row_hits(df[ok], sp[ok]))
 
@@ -654,15 +825,20 @@ def stopped(
     anchor: str = "bottom_center",
     min_seconds: float = 1.0,
     metres_per_pixel: float | None = None,
+    homography: Sequence[Sequence[float]] | None = None,
+    ground_points: Sequence[tuple[Sequence[float], Sequence[float]]] | None = None,
     window_s: float = 0.0,
 ) -> pd.DataFrame:
     """A hit per tracked sample once the track has moved slower than ``max_speed`` for at
     least ``min_seconds`` of stream time. The stop starts at the reference sample of its
-    first slow sample; ``value`` is the stopped duration so far."""
-    df, key, du, dv, dt = _motion(dets, anchor, window_s)
+    first slow sample; ``value`` is the stopped duration so far. ``max_speed`` is in px/s,
+    or m/s with ``metres_per_pixel``, ``homography`` or ``ground_points`` (see
+    :func:`speed`)."""
+    mpp, ground = _ground_transform(metres_per_pixel, homography, ground_points)
+    df, key, du, dv, dt = _motion(dets, anchor, window_s, ground)
     if df.empty:
         return empty_hits()
-    slow = _speed(du, dv, dt, metres_per_pixel) < max_speed  # NaN (first sample) is False
+    slow = _speed(du, dv, dt, mpp) < max_speed  # NaN (first sample) is False
     pts = df["pts_sec"].to_numpy(np.float64)
     start_run = slow & ~np.r_[False, slow[:-1] & (key[1:] == key[:-1])]
     run = np.cumsum(start_run)
