@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from roadlens.enrich.gps import interpolate_track
 from roadlens.enrich.sources import SourceIdentity, _as_utc
 from roadlens.ids import time_ordered_uuids
-from roadlens.schema import DETECTIONS, RAW_DETECTIONS, SCHEMA_VERSION, TIMESTAMP, conform
+from roadlens.schema import DETECTIONS, RAW_DETECTIONS, TIMESTAMP, conform, table_version
 
 __all__ = ["enrich_detections"]
 
@@ -103,7 +103,7 @@ def enrich_detections(
     x1, x2 = raw.column("x1").to_numpy(), raw.column("x2").to_numpy()
     ingested_us = _epoch_us(ingested_at)
     extra = {
-        "schema_version": _repeat(SCHEMA_VERSION, n, pa.int16()),
+        "schema_version": _repeat(table_version(DETECTIONS), n, pa.int16()),
         "detection_id": pa.array(detection_ids, pa.string()),
         "source_id": _repeat(identity.source_id, n, pa.string()),
         "vehicle_id": _repeat(identity.vehicle_id, n, pa.string()),

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from roadlens.schema import EVENT_STATS, SCHEMA_VERSION, conform
+from roadlens.schema import EVENT_STATS, conform, table_version
 
 Frame = pa.Table | pd.DataFrame
 
@@ -89,7 +89,7 @@ def binned_counts(
     for key in OPTIONAL_KEYS:
         if key not in out:
             out[key] = None
-    out["schema_version"] = np.int16(SCHEMA_VERSION)
+    out["schema_version"] = np.int16(table_version(EVENT_STATS))
     out = out[STATS_COLUMNS]
     out = out.astype(
         {"schema_version": "int16", "bin_minutes": "int16", "count": "int64", "value": "float64"}

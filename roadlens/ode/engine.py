@@ -36,7 +36,7 @@ from roadlens.ode.criteria import criteria_mask, track_stats
 from roadlens.ode.geometry import Polygon, anchor_points, build_area
 from roadlens.ode.hits import conform_hits, empty_hits
 from roadlens.ode.rules import Rule, RuleSet, evaluation_order
-from roadlens.schema import EVENTS, SCHEMA_VERSION, conform
+from roadlens.schema import EVENTS, conform, table_version
 
 try:  # written alongside this module; a missing module gives a clear error when used
     from roadlens.ode import frame_triggers as _frame_triggers
@@ -590,7 +590,7 @@ def _events(
 
     return pd.DataFrame(
         {
-            "schema_version": np.full(n, SCHEMA_VERSION, np.int16),
+            "schema_version": np.full(n, table_version(EVENTS), np.int16),
             "event_id": time_ordered_uuids(epoch_ms, key.reset_index(drop=True)),
             "rule_id": rule_ids,
             "rule_name": per_rule([rule.display_name for rule, _ in parts]),

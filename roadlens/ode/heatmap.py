@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from roadlens.ode.geometry import ANCHOR_FRACTIONS
-from roadlens.schema import HEATMAPS, SCHEMA_VERSION, conform
+from roadlens.schema import HEATMAPS, conform, table_version
 
 Weight = Literal["dwell", "tracks", "events"]
 Normalize = Literal["frames", "seconds"] | None
@@ -542,7 +542,7 @@ def to_table(
     ts = pd.Timestamp(captured_at)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     head = {
-        "schema_version": pa.array(np.full(n, SCHEMA_VERSION, np.int16)),
+        "schema_version": pa.array(np.full(n, table_version(HEATMAPS), np.int16)),
         "video_id": pa.array([video_id] * n, pa.string()),
         "source_id": pa.array([source_id] * n, pa.string()),
         "heatmap_id": pa.array([heatmap_id] * n, pa.string()),

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pika.adapters.select_connection import SelectConnection
 
-from roadlens.schema import SCHEMA_VERSION
+from roadlens.schema import SINK_TABLES, table_version
 from roadlens.sinks.base import (
     SinkBase,
     SinkError,
@@ -377,7 +377,7 @@ class AmqpSink(SinkBase):
         keys = routing_key_column(table, data).to_pylist()
         bodies = list(iter_bytes(json_lines(data)))
         headers = {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": table_version(SINK_TABLES[table]),
             "video_id": video_id,
             "table": table,
             "export_id": export_id,

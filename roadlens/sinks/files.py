@@ -56,7 +56,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from roadlens.schema import SCHEMA_VERSION, SINK_TABLES
+from roadlens.schema import SINK_TABLES, table_version
 from roadlens.sinks.base import SinkBase, SinkError, SinkWrite, Stopwatch
 from roadlens.sinks.encode import buffers, json_lines
 from roadlens.sinks.parquet import safe_segment
@@ -321,7 +321,7 @@ class FileExportSink(SinkBase):
                 "fingerprint": fingerprint,
                 "rows": data.num_rows,
                 "format": self.file_format,
-                "schema_version": SCHEMA_VERSION,
+                "schema_version": table_version(SINK_TABLES[table]),
                 "columns": data.column_names,
                 "rotate_bytes": self.rotate_bytes,
                 "rotate_seconds": self.rotate_seconds,

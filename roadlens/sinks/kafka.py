@@ -65,7 +65,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from roadlens.schema import SCHEMA_VERSION, SINK_TABLES
+from roadlens.schema import SCHEMA_VERSION, SINK_TABLES, table_version
 from roadlens.sinks.base import (
     SinkBase,
     SinkError,
@@ -1015,7 +1015,7 @@ class KafkaSink(SinkBase):
         data = self.prepare(table, video_id, data)
         topic = self.topic(table)
         headers = [
-            ("schema_version", str(SCHEMA_VERSION).encode()),
+            ("schema_version", str(table_version(SINK_TABLES[table])).encode()),
             ("video_id", video_id.encode()),
             ("table", table.encode()),
             ("export_id", export_id.encode()),

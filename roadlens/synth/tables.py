@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from roadlens.ids import time_ordered_uuids
-from roadlens.schema import DETECTIONS, EVENTS, SCHEMA_VERSION
+from roadlens.schema import DETECTIONS, EVENTS, table_version
 
 CLASS_NAMES = np.array(["person", "car", "truck", "stop sign", "traffic light"])
 DEFAULT_START = pd.Timestamp("2026-05-04T10:00:00Z")
@@ -58,7 +58,7 @@ def synthetic_detections(
     lat = np.where(has_fix, 52.5 + pts * 1e-5, np.nan)
     lon = np.where(has_fix, 13.4 + pts * 1.5e-5, np.nan)
     columns = {
-        "schema_version": pa.array(np.full(rows, SCHEMA_VERSION, np.int16)),
+        "schema_version": pa.array(np.full(rows, table_version(DETECTIONS), np.int16)),
         "detection_id": pa.array(ids),
         "video_id": pa.array(np.full(rows, video_id, dtype=object)),
         "source_id": pa.array(np.full(rows, source_id, dtype=object)),
@@ -119,7 +119,7 @@ def synthetic_events(
     directions = np.where(rng.random(rows) > 0.5, "in", "out")
     attributes = [json.dumps({"line": "stop-line", "side": d}) for d in directions]
     columns = {
-        "schema_version": pa.array(np.full(rows, SCHEMA_VERSION, np.int16)),
+        "schema_version": pa.array(np.full(rows, table_version(EVENTS), np.int16)),
         "event_id": pa.array(time_ordered_uuids(_epoch_ms(captured), keys)),
         "rule_id": pa.array(np.full(rows, "stop-line", dtype=object)),
         "rule_name": pa.array(np.full(rows, "Cars crossing the stop line", dtype=object)),
