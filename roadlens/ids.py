@@ -8,6 +8,7 @@ in PostgreSQL stay local (a measured +59 % COPY speed over random UUIDs).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 
@@ -23,15 +24,43 @@ _SLUG_BAD = re.compile(r"[^A-Za-z0-9._-]+")
 def slugify(text: str, *, max_len: int = 120) -> str:
     """Return a path-, URL- and Kafka-key-safe slug of ``text``.
 
+    Accents fold to ASCII (``é`` -> ``e``). Letters and digits with no ASCII form
+    (``ß``, CJK, Cyrillic...) would otherwise vanish, so two names differing only in them
+    would share a slug; when any is dropped, ``-`` and 8 hex digits of a SHA-256 of the
+    NFC-normalised text are appended. The result is stable across runs and machines and
+    never contains a path separator, ``..`` or whitespace.
+
     >>> slugify("Cam 3/Drive: 2026-05-01.mp4")
     'cam-3-drive-2026-05-01.mp4'
+    >>> slugify("東京 ドライブ 1")
+    '1-225ec644'
+
+    Raises:
+        ValueError: ``text`` has no letter or digit at all (e.g. ``"../.."``).
     """
+    if not isinstance(text, str):
+        raise ValueError(f"cannot build an id from {text!r}: not a string")
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     slug = _SLUG_BAD.sub("-", ascii_text.lower()).strip("-.")
-    slug = re.sub(r"-{2,}", "-", slug)[:max_len].strip("-.")
+    slug = re.sub(r"-{2,}", "-", slug)
+    if _drops_letters(text):
+        digest = hashlib.sha256(unicodedata.normalize("NFC", text).encode()).hexdigest()[:8]
+        slug = f"{slug[: max_len - 9].strip('-.')}-{digest}".lstrip("-")
+    slug = slug[:max_len].strip("-.")
     if not slug:
         raise ValueError(f"cannot build an id from {text!r}: no letters or digits left")
     return slug
+
+
+def _drops_letters(text: str) -> bool:
+    """Whether some letter or digit of ``text`` has no ASCII letter or digit under NFKD."""
+    for char in text:
+        if char.isascii() or not char.isalnum():
+            continue
+        folded = unicodedata.normalize("NFKD", char).encode("ascii", "ignore")
+        if not any(chr(b).isalnum() for b in folded):
+            return True
+    return False
 
 
 def video_id_for(source_id: str, stem: str) -> str:

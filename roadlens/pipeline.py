@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from roadlens.detect.detector import Detector
 from roadlens.enrich import SourceIdentity, enrich_detections, read_gps_track
 from roadlens.registry import VideoRecord
-from roadlens.sinks.parquet import ParquetLake, WriteStats
+from roadlens.sinks.parquet import ParquetLake, WriteStats, safe_segment
 from roadlens.video import sample_video
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,10 @@ class StageOutcome:
 
 def media_dir(lake: ParquetLake, record: VideoRecord) -> Path:
     """Where a video's sampled JPEGs live."""
-    return lake.root / "media" / "frames" / f"date={record.capture_date}" / record.video_id
+    date = safe_segment(record.capture_date, "capture_date")
+    return (
+        lake.root / "media" / "frames" / f"date={date}" / safe_segment(record.video_id, "video_id")
+    )
 
 
 def register(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
@@ -93,7 +96,8 @@ def extract_frames(
 ) -> StageOutcome:
     """Sample a video's frames to JPEGs and write the ``frames`` index table."""
     final = media_dir(lake, record)
-    staging = lake.staging / f"media-{record.video_id}-{uuid.uuid4().hex}"
+    # A prefix of the id keeps the name under the file-system limit for the longest ids.
+    staging = lake.staging / f"media-{record.video_id[:64]}-{uuid.uuid4().hex}"
     try:
         result = sample_video(
             record.path,

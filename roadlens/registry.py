@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from roadlens.enrich import SourcesConfig, read_gps_track, resolve_capture_start
-from roadlens.ids import video_id_for
+from roadlens.ids import slugify, video_id_for
 from roadlens.schema import VIDEOS, conform
 from roadlens.video import probe
 
@@ -64,6 +64,14 @@ def register_video(
 
     Capture time comes from the container's creation time, else the first GPS fix, else
     the file's modification time minus its duration; which one is recorded.
+
+    ``source_id`` and the file name are slugified (:func:`roadlens.ids.slugify`), so ids
+    and lake paths never hold separators, ``..``, spaces or non-ASCII characters.
+
+    Raises:
+        ValueError: ``source_id`` or the file name has no letter or digit to build an id.
+        FileNotFoundError, VideoError: from :func:`roadlens.video.probe`.
+        GpsError: the GPS track cannot be read.
     """
     path = Path(path).resolve()
     landing = Path(landing_root).resolve() if landing_root else path.parent
@@ -73,10 +81,13 @@ def register_video(
         from roadlens.enrich import SourceIdentity
 
         identity = SourceIdentity(
-            source_id or (identity.source_id if identity else "default"),
+            _source_slug(source_id)
+            if source_id
+            else (identity.source_id if identity else "default"),
             identity.vehicle_id if identity else None,
             identity.session_id if identity else None,
         )
+    video_id = _video_id(identity.source_id, path)
     info = probe(path)
     gps = (
         Path(gps_path)
@@ -91,7 +102,7 @@ def register_video(
         info.creation_time, track, stat.st_mtime, info.duration_s
     )
     return VideoRecord(
-        video_id=video_id_for(identity.source_id, path.stem),
+        video_id=video_id,
         source_id=identity.source_id,
         vehicle_id=identity.vehicle_id,
         session_id=identity.session_id,
@@ -114,7 +125,21 @@ def video_id_of(
     identity = (
         (sources or SourcesConfig()).identify(path, landing) if _inside(path, landing) else None
     )
-    return video_id_for(identity.source_id if identity else "default", path.stem)
+    return _video_id(identity.source_id if identity else "default", path)
+
+
+def _source_slug(source_id: str) -> str:
+    try:
+        return slugify(source_id)
+    except ValueError as exc:
+        raise ValueError(f"source_id {source_id!r} is not usable as an id: {exc}") from None
+
+
+def _video_id(source_id: str, path: Path) -> str:
+    try:
+        return video_id_for(source_id, path.stem)
+    except ValueError as exc:
+        raise ValueError(f"{path}: cannot build a video id from the file name ({exc})") from None
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -12,6 +12,17 @@ heading_deg float64              course over ground in [0, 360), NaN if unknown
 speed_mps   float64              ground speed in m/s, NaN if unknown
 =========== ==================== ============================================
 
+Bad input is handled the same way by every reader:
+
+- a fix with no time, a NaN / missing / out-of-range lat or lon, or 0/0 (receivers report
+  it before their first fix) is dropped, with one :class:`GpsWarning` naming the file and
+  the count; a file with no fix left is a :class:`GpsError`;
+- fixes are sorted by time (files written out of order are accepted silently);
+- fixes sharing a timestamp are collapsed, the last one in the file wins, with one
+  :class:`GpsWarning` (NMEA RMC and GGA of one epoch are merged instead, silently);
+- gaps are kept: :func:`interpolate_track` never interpolates across a gap longer than
+  ``max_gap_s`` (those frames get NaN position, and ``gps_age_s`` says how stale it is).
+
 Example:
     >>> import numpy as np, pandas as pd
     >>> track = pd.DataFrame({
@@ -110,7 +121,12 @@ def read_gps_track(
         (last row wins), fixes with invalid or 0/0 coordinates dropped.
 
     Raises:
-        GpsError: empty file, unknown suffix, missing columns, unparseable times or no fix.
+        GpsError: missing or empty file, unknown suffix, missing columns, unparseable
+            times or no valid fix.
+
+    Warns:
+        GpsWarning: fixes were dropped (invalid position or time) or collapsed (duplicate
+            timestamps); the message names the file and the count.
 
     Example:
         >>> read_gps_track("drive_0001.gpx")  # doctest: +SKIP
@@ -186,7 +202,14 @@ def read_csv_track(
                 " pass start= (the capture start) to place it in time"
             )
         offsets = pd.to_numeric(raw[offset_col], errors="coerce")
-        _raise_on_bad(offsets.isna() & raw[offset_col].notna(), raw[offset_col], path, offset_col)
+        # NaN/inf or beyond ~30 years cannot be a drive (and overflows datetime64[us]).
+        out_of_range = ~(offsets.abs() <= _MAX_OFFSET_S) & offsets.notna()
+        _raise_on_bad(
+            (offsets.isna() & raw[offset_col].notna()) | out_of_range,
+            raw[offset_col],
+            path,
+            offset_col,
+        )
         start_utc = pd.Timestamp(_as_utc(start, tz)).as_unit("us")
         t = (start_utc + pd.to_timedelta(offsets, unit="s")).dt.as_unit("us")
 
@@ -253,6 +276,13 @@ def read_gpx_track(path: str | PathLike[str]) -> pd.DataFrame:
     if raw["time"].isna().all():
         raise GpsError(f"{path}: no <trkpt> has a <time>, so the track cannot be placed in time")
     # A point without <time> cannot be placed; drop it rather than fail the file.
+    untimed = int(raw["time"].isna().sum())
+    if untimed:
+        warnings.warn(
+            f"{path}: dropped {untimed} of {len(raw)} <trkpt> without a <time>",
+            GpsWarning,
+            stacklevel=2,
+        )
     raw = raw[raw["time"].notna()]
     track = pd.DataFrame(
         {
@@ -360,7 +390,13 @@ def read_nmea_track(path: str | PathLike[str], *, date: dt.date | None = None) -
         }
     )
     # RMC and GGA of one epoch are one fix: keep the latest non-null value of each field.
-    track = track[_valid(track)].groupby("t", sort=True, as_index=False).last()
+    valid = _valid(track)
+    if not valid.any():
+        raise GpsError(
+            f"{path}: no valid fixes (every one of {len(track)} has an out-of-range or 0/0 lat/lon)"
+        )
+    _warn_dropped(path, int((~valid).sum()), len(track))
+    track = track[valid].groupby("t", sort=True, as_index=False).last()
     return _finish(track, path)
 
 
@@ -393,6 +429,8 @@ def interpolate_track(
         >>> float(np.cos(np.deg2rad(out["heading_deg"][0]))), bool(np.isnan(out["lat"][1]))
         (1.0, True)
     """
+    if not max_gap_s >= 0:  # also refuses NaN
+        raise ValueError(f"max_gap_s must be a non-negative number of seconds, got {max_gap_s}")
     index = times.index if isinstance(times, pd.Series) else pd.RangeIndex(len(times))
     x_us = _epoch_us(times)
     out = pd.DataFrame(
@@ -479,6 +517,8 @@ def initial_bearing_deg(
 # --- helpers -------------------------------------------------------------------------------
 
 _NAT = np.iinfo(np.int64).min
+_MAX_OFFSET_S = 1e9  # ~31 years: larger relative times are garbage
+_MAX_EPOCH_S = 9e9  # year 2255; datetime64[ns] ends in 2262
 _NMEA_FIELDS = 12  # enough for RMC (date is field 8) and GGA (quality is field 5)
 
 
@@ -489,11 +529,25 @@ def _local(tag: str) -> str:
 
 def _require_content(path: Path) -> None:
     try:
-        size = path.stat().st_size
+        stat = path.stat()
     except FileNotFoundError as exc:
         raise GpsError(f"{path}: file not found") from exc
-    if size == 0:
+    except OSError as exc:
+        raise GpsError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if not path.is_file():
+        raise GpsError(f"{path}: not a regular file")
+    if stat.st_size == 0:
         raise GpsError(f"{path}: file is empty")
+
+
+def _warn_dropped(path: Path, dropped: int, total: int) -> None:
+    if dropped:
+        warnings.warn(
+            f"{path}: dropped {dropped} of {total} fixes with a missing time or a missing,"
+            " out-of-range or 0/0 lat/lon",
+            GpsWarning,
+            stacklevel=3,
+        )
 
 
 def _as_utc(value: datetime, tz: str = "UTC") -> datetime:
@@ -524,7 +578,7 @@ def _raise_on_bad(bad: pd.Series, values: pd.Series, path: Path, column: str) ->
     if bad.any():
         first = bad.to_numpy().nonzero()[0][0]
         raise GpsError(
-            f"{path}: {int(bad.sum())} unparseable value(s) in column {column!r},"
+            f"{path}: {int(bad.sum())} unparseable or out-of-range value(s) in column {column!r},"
             f" first {values.iloc[first]!r} (data row {first + 1})"
         )
 
@@ -535,6 +589,9 @@ def _parse_time_column(values: pd.Series, *, path: Path, column: str, tz: str) -
     if numeric.notna().sum() == values.notna().sum() and values.notna().any():
         # Epoch numbers: seconds, or milliseconds when too large to be seconds (> year 5000).
         unit = "ms" if numeric.abs().median() > 1e11 else "s"
+        limit = _MAX_EPOCH_S * (1000 if unit == "ms" else 1)
+        # Out-of-range epochs become NaT (reported below) instead of overflowing.
+        numeric = numeric.where(numeric.abs() <= limit)
         t = pd.to_datetime(numeric, unit=unit, utc=True, errors="coerce")
     else:
         text = values.astype("string").str.strip()
@@ -577,10 +634,26 @@ def _clean(track: pd.DataFrame) -> pd.DataFrame:
 
 
 def _finish(track: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Clean a freshly read track, fix dtypes and fail when nothing usable is left."""
+    """Clean a freshly read track, fix dtypes and fail when nothing usable is left.
+
+    Warns (:class:`GpsWarning`) with the counts of dropped and of collapsed fixes.
+    """
+    valid = _valid(track)
+    if not valid.any():
+        raise GpsError(
+            f"{path}: no valid fixes (every one of {len(track)} lacks a time or has a"
+            " missing, out-of-range or 0/0 lat/lon)"
+        )
+    _warn_dropped(path, int((~valid).sum()), len(track))
+    duplicates = int(track.loc[valid, "t"].duplicated().sum())
+    if duplicates:
+        warnings.warn(
+            f"{path}: collapsed {duplicates} fixes that repeat an earlier timestamp"
+            " (the last one in the file wins)",
+            GpsWarning,
+            stacklevel=3,
+        )
     track = _clean(track)
-    if track.empty:
-        raise GpsError(f"{path}: no valid fixes (every lat/lon is missing, out of range or 0/0)")
     heading = track["heading_deg"].astype("float64") % 360.0
     speed = track["speed_mps"].astype("float64")
     return pd.DataFrame(

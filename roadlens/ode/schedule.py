@@ -122,8 +122,17 @@ def _parse_time(text: str, where: str, *, end: bool) -> int:
     return h * 3600 + mi * 60 + s
 
 
+def _as_items(value: Any, field: str, example: str) -> list[Any]:
+    """A string or a list; anything else (null, a number, a mapping) is a ScheduleError."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise ScheduleError(f"{field}: {value!r} is not a string or a list (e.g. {example})")
+
+
 def _parse_windows(value: Any) -> tuple[tuple[int, int], ...]:
-    items = [value] if isinstance(value, str) else list(value)
+    items = _as_items(value, "windows", "['07:00-09:30']")
     if not items:
         raise ScheduleError("windows: empty list (leave it out for all day)")
     out = []
@@ -153,7 +162,7 @@ def _day_number(token: Any, where: str) -> int:
 
 
 def _parse_weekdays(value: Any) -> frozenset[int]:
-    tokens = value.split(",") if isinstance(value, str) else list(value)
+    tokens = value.split(",") if isinstance(value, str) else _as_items(value, "weekdays", "mon-fri")
     days: set[int] = set()
     for i, tok in enumerate(tokens):
         where = f"weekdays[{i}]"

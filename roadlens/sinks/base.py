@@ -157,7 +157,24 @@ def percentiles_ms(samples_s: Iterable[float] | np.ndarray) -> dict[str, float]:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for logs, errors and metadata)."""
+    """``url`` with any password replaced by ``***`` (for logs, errors and metadata).
+
+    A Kafka bootstrap list has no scheme (``user:pw@host:9092,host2:9092``): each
+    comma-separated entry is read as ``//entry``, so its password is found too.
+
+    >>> redact_url("postgresql://app:secret@db:5432/x")
+    'postgresql://app:***@db:5432/x'
+    >>> redact_url("app:secret@broker:9092,b2:9092")
+    'app:***@broker:9092,b2:9092'
+    """
+    if "://" not in url:
+        return ",".join(
+            _redact(f"//{entry}")[2:] if "@" in entry else entry for entry in url.split(",")
+        )
+    return _redact(url)
+
+
+def _redact(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:

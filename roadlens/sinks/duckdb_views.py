@@ -30,7 +30,7 @@ def connect(
     for table in lake.tables():
         glob = (lake.root / table / "**" / "*.parquet").as_posix().replace("'", "''")
         con.execute(
-            f"CREATE VIEW \"{table}\" AS SELECT * FROM read_parquet('{glob}', "
+            f"CREATE VIEW {_identifier(table)} AS SELECT * FROM read_parquet('{glob}', "
             "hive_partitioning = true, hive_types = {'date': DATE, 'source_id': VARCHAR}, union_by_name = true)"
         )
     present = set(lake.tables())
@@ -64,3 +64,9 @@ def query(lake_root: str | Path, sql: str) -> QueryResult:
         return QueryResult(frame, time.perf_counter() - started)
     finally:
         con.close()
+
+
+def _identifier(name: str) -> str:
+    """``name`` as a quoted SQL identifier (embedded quotes doubled), so a folder in the lake
+    root can never inject SQL into a view definition."""
+    return '"' + name.replace('"', '""') + '"'

@@ -25,13 +25,30 @@ import pyarrow.parquet as pq
 
 PARTITION_COLUMNS = ("date", "source_id")
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+# Longest segment: ``<video_id>.parquet`` must fit the usual 255-byte file-name limit.
+MAX_SEGMENT = 255 - len(".parquet")
 
 
 def safe_segment(value: str, what: str) -> str:
-    """``value`` if it is safe as one path segment (ids are slugs already), else an error."""
-    if not _SAFE_SEGMENT.fullmatch(value or "") or value in (".", ".."):
+    """``value`` if it is safe as one path segment (ids are slugs already), else an error.
+
+    Safe means ASCII letters, digits, ``.``, ``_`` and ``-`` only, not starting with ``.``
+    or ``-`` (so never ``..``, a separator, whitespace or a hidden file) and at most
+    `MAX_SEGMENT` characters. Values are checked, not rewritten: a caller that passes
+    an unsafe id has a bug, and silently changing it would split one video's files.
+
+    >>> safe_segment("veh-01--clip-a", "video_id")
+    'veh-01--clip-a'
+    """
+    if (
+        not isinstance(value, str)
+        or not _SAFE_SEGMENT.fullmatch(value)
+        or value in (".", "..")
+        or len(value) > MAX_SEGMENT
+    ):
         raise ValueError(
-            f"{what} {value!r} is not a safe path segment (letters, digits, '.', '_', '-')"
+            f"{what} {value!r} is not a safe path segment (letters, digits, '.', '_', '-';"
+            f" at most {MAX_SEGMENT} characters)"
         )
     return value
 
@@ -79,7 +96,8 @@ class ParquetLake:
         final = self.video_path(table_name, date=date, source_id=source_id, video_id=video_id)
         body = table.drop_columns([c for c in PARTITION_COLUMNS if c in table.column_names])
         self.staging.mkdir(parents=True, exist_ok=True)
-        tmp = self.staging / f"{final.stem}.{uuid.uuid4().hex}.parquet"
+        # A prefix of the id keeps the staging name under the file-name limit.
+        tmp = self.staging / f"{final.stem[:64]}.{uuid.uuid4().hex}.parquet"
         try:
             pq.write_table(body, tmp, compression=self.compression, row_group_size=256_000)
             final.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from roadlens.sinks.base import Sink, SinkError, redact_url
@@ -39,17 +39,17 @@ SINK_NAMES = ("postgres", "mongo", "kafka", "mqtt", "amqp", "files")
 class SinkSettings:
     """Connection settings of every sink; empty URL = sink off."""
 
-    postgres_url: str = ""
+    postgres_url: str = field(default="", repr=False)  # may hold a password
     postgres_schema: str = "roadlens"
-    mongo_url: str = ""
+    mongo_url: str = field(default="", repr=False)  # may hold a password
     mongo_db: str = "roadlens"
-    kafka_bootstrap: str = ""
+    kafka_bootstrap: str = field(default="", repr=False)
     kafka_prefix: str = "roadlens"
     kafka_format: str = "json"
-    mqtt_url: str = ""
+    mqtt_url: str = field(default="", repr=False)  # may hold a password
     mqtt_prefix: str = "roadlens"
     mqtt_qos: str = "1"
-    amqp_url: str = ""
+    amqp_url: str = field(default="", repr=False)  # may hold a password
     amqp_exchange: str = "roadlens"
     export_dir: str = ""
     export_format: str = "jsonl.gz"

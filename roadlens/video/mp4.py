@@ -97,7 +97,10 @@ def iter_boxes(f: BinaryIO, start: int = 0, end: int | None = None) -> Iterator[
     offset = start
     while offset + 8 <= end:
         f.seek(offset)
-        size, raw_type = struct.unpack(">I4s", f.read(8))
+        header = f.read(8)
+        if len(header) < 8:  # a parent box claims more bytes than the file holds
+            return
+        size, raw_type = struct.unpack(">I4s", header)
         header_size = 8
         if size == 1:
             largesize = f.read(8)
@@ -247,6 +250,38 @@ def read_rotation(path: str | os.PathLike[str]) -> int | None:
     return None
 
 
+def read_video_codecs(path: str | os.PathLike[str]) -> list[str] | None:
+    """Sample-entry types (codec FourCCs) of the video tracks, from each ``stsd`` box.
+
+    Lets an error say *which* codec a file uses when FFmpeg cannot open it.
+
+    Returns:
+        One FourCC per video track (e.g. ``["avc1"]``), ``[]`` when the ``moov`` has no
+        readable video track, None when the file is not ISO-BMFF or has no ``moov``.
+
+    Example:
+        ```python
+        read_video_codecs("dashcam.mp4")  # ['avc1']
+        ```
+    """
+    with open(path, "rb") as f:
+        moov = find_box(f, ("moov",)) if _starts_like_iso_bmff(f) else None
+        if moov is None:
+            return None
+        codecs = []
+        for trak in iter_boxes(f, moov.payload_offset, moov.end):
+            if trak.type != "trak" or _handler_type(f, trak) != "vide":
+                continue
+            stsd = find_box(f, ("mdia", "minf", "stbl", "stsd"), trak.payload_offset, trak.end)
+            if stsd is None:
+                continue
+            # version/flags (4) and entry_count (4), then the first sample entry box.
+            entry = next(iter_boxes(f, stsd.payload_offset + 8, stsd.end), None)
+            if entry is not None:
+                codecs.append(entry.type)
+        return codecs
+
+
 def faststart(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Copy ``src`` to ``dst`` with ``moov`` moved in front of ``mdat``.
 
@@ -320,8 +355,12 @@ def _shift_chunk_offsets(moov: bytearray, shift: int, name: str | os.PathLike[st
             elif box.type in ("stco", "co64"):
                 fmt = ">I" if box.type == "stco" else ">Q"
                 width = struct.calcsize(fmt)
-                (count,) = struct.unpack_from(">I", moov, box.payload_offset + 4)
                 first = box.payload_offset + 8
+                if first > box.end:
+                    raise ValueError(f"{name}: {box.type} box is truncated")
+                (count,) = struct.unpack_from(">I", moov, box.payload_offset + 4)
+                if first + count * width > min(box.end, len(moov)):
+                    raise ValueError(f"{name}: {box.type} lists more offsets than it holds")
                 for pos in range(first, first + count * width, width):
                     (value,) = struct.unpack_from(fmt, moov, pos)
                     if box.type == "stco" and value + shift > _UINT32_MAX:
