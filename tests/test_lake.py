@@ -359,3 +359,31 @@ def test_analyst_views_with_detections_only(lake: ParquetLake) -> None:
         assert _views(con) == {"detections", "detections_hourly", "tracks"}
     finally:
         con.close()
+
+
+def test_a_file_of_the_previous_schema_version_is_read_as_the_current_one(tmp_path: Path) -> None:
+    from roadlens.schema import DETECTIONS, table_version
+    from roadlens.synth.tables import synthetic_detections
+
+    lake = ParquetLake(tmp_path / "lake")
+    current = synthetic_detections(50, video_id="veh-01--old", seed=3)
+    # Version 0 of detections, as an older writer left it: no lat/lon columns.
+    old = current.drop_columns(["lat", "lon"]).replace_schema_metadata(
+        {"table": "detections", "schema_version": str(table_version(DETECTIONS) - 1)}
+    )
+    lake.write_video(
+        "detections", old, date="2026-05-04", source_id="veh-01", video_id="veh-01--old"
+    )
+    read = lake.read_video("detections", "veh-01--old")
+    assert {"lat", "lon", "source_id", "date"} <= set(read.column_names)
+    assert read.column("lat").null_count == read.num_rows == 50
+    assert set(read.column("schema_version").to_pylist()) == {table_version(DETECTIONS)}
+    assert read.column("detection_id").to_pylist() == current.column("detection_id").to_pylist()
+    # The current version is read untouched.
+    lake.write_video(
+        "detections", current, date="2026-05-04", source_id="veh-01", video_id="veh-01--new"
+    )
+    assert (
+        lake.read_video("detections", "veh-01--new").column("lat").null_count
+        == current.column("lat").null_count
+    )

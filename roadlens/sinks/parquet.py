@@ -23,6 +23,19 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from roadlens.schema import (
+    DETECTIONS,
+    EVENT_STATS,
+    EVENTS,
+    FRAMES,
+    HEATMAPS,
+    RAW_DETECTIONS,
+    VIDEOS,
+    table_name,
+    table_version,
+    upgrade_table,
+)
+
 PARTITION_COLUMNS = ("date", "source_id")
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 # Longest segment: ``<video_id>.parquet`` must fit the usual 255-byte file-name limit.
@@ -155,10 +168,33 @@ class ParquetLake:
 
 
 def _read_file(path: Path) -> pa.Table:
-    """One lake file with the partition columns of its path restored."""
+    """One lake file with the partition columns of its path restored, upgraded to the
+    current version of its table when it was written with an older one."""
     table = pq.read_table(path)
     source_id = path.parent.name.removeprefix("source_id=")
     date = path.parent.parent.name.removeprefix("date=")
-    return table.append_column(
+    table = table.append_column(
         "source_id", pa.array([source_id] * table.num_rows, pa.string())
     ).append_column("date", pa.array([date] * table.num_rows, pa.string()))
+    return _upgraded(table)
+
+
+_SCHEMAS_BY_TABLE = {
+    table_name(s): s
+    for s in (FRAMES, RAW_DETECTIONS, DETECTIONS, EVENTS, EVENT_STATS, HEATMAPS, VIDEOS)
+}
+
+
+def _upgraded(table: pa.Table) -> pa.Table:
+    """``table`` as the current version of the schema its metadata names (readers accept
+    the previous version; a file of the current version is returned as it is)."""
+    meta = table.schema.metadata or {}
+    current = _SCHEMAS_BY_TABLE.get(meta.get(b"table", b"").decode())
+    written = meta.get(b"schema_version")
+    if current is None or written is None or int(written) == table_version(current):
+        return table
+    upgraded = upgrade_table(table, current)
+    for name in PARTITION_COLUMNS:  # partition columns are not schema fields of every table
+        if name not in upgraded.column_names:
+            upgraded = upgraded.append_column(name, table.column(name))
+    return upgraded
