@@ -36,6 +36,7 @@ from roadlens.contracts import (
     record,
     render_contracts,
 )
+from roadlens.quality.quarantine import QUARANTINE
 from roadlens.schema import (
     DETECTIONS,
     EVENTS,
@@ -492,7 +493,11 @@ SQL_DIFFERENCES: dict[tuple[str, str], tuple[str, str]] = {
         "Arrow holds the JSON object as text (protobuf and Parquet have no JSON type); "
         "jsonb makes it queryable in SQL",
     ),
+    ("quarantine", "row_json"): ("jsonb", "as attributes: the original row, queryable"),
 }
+# Every table the migrations create with an Arrow contract: the sink tables and the
+# quarantine of rows that failed validation (roadlens.quality.quarantine).
+SQL_CONTRACT_TABLES: dict[str, pa.Schema] = {**SINK_TABLES, "quarantine": QUARANTINE}
 # Tables the migrations create that are bookkeeping, not contract tables.
 SQL_BOOKKEEPING = {"export_batches", "schema_migrations"}
 
@@ -510,7 +515,7 @@ def test_the_listed_sql_differences_are_the_sinks_type_overrides() -> None:
     # The sink encodes exactly these columns specially; a new override must be listed here.
     assert {c: t for (_, c), (t, _) in SQL_DIFFERENCES.items()} == TYPE_OVERRIDES
     for table, column in SQL_DIFFERENCES:
-        assert column in SINK_TABLES[table].names
+        assert column in SQL_CONTRACT_TABLES[table].names
 
 
 @pytest.mark.postgres
@@ -533,8 +538,8 @@ def test_postgres_columns_match_the_arrow_fields(postgres_url: str, pg_schema: s
     for table, column, data_type, udt_name, is_nullable in rows:
         spelled = f"ARRAY of {udt_name}" if data_type == "ARRAY" else data_type
         columns.setdefault(table, []).append((column, spelled, is_nullable == "YES"))
-    assert set(columns) - SQL_BOOKKEEPING == set(SINK_TABLES)
-    for table, schema in SINK_TABLES.items():
+    assert set(columns) - SQL_BOOKKEEPING == set(SQL_CONTRACT_TABLES)
+    for table, schema in SQL_CONTRACT_TABLES.items():
         expected = [(f.name, expected_sql_type(table, f), f.nullable) for f in schema]
         # Compared as lists: same names, same order ("column for column"), same types and
         # NOT NULL exactly where Arrow says nullable=False.

@@ -2,7 +2,9 @@
 
 Tables ``detections``, ``events``, ``event_stats`` and ``heatmaps`` live in one schema
 (``ROADLENS_POSTGRES_SCHEMA``, default ``roadlens``) created by the numbered migrations in
-``sql/postgres/`` (:func:`upgrade`, also run by the sink before its first write).
+``sql/postgres/`` (:func:`upgrade`, also run by the sink before its first write). The
+unpartitioned ``quarantine`` table (migration 005) holds rows that failed the quality
+suites; :meth:`PostgresSink.replace_quarantine` replaces one video's rows of it.
 
 A write of one video's rows is one transaction:
 
@@ -70,7 +72,25 @@ TIME_COLUMN = {
     "heatmaps": "captured_at",
 }
 # Columns whose PostgreSQL type is not the plain mapping of their Arrow type.
-TYPE_OVERRIDES = {"detection_id": "uuid", "event_id": "uuid", "attributes": "jsonb"}
+TYPE_OVERRIDES = {
+    "detection_id": "uuid",
+    "event_id": "uuid",
+    "attributes": "jsonb",
+    "row_json": "jsonb",  # the quarantine's original row (005_quarantine.sql)
+}
+# The columns of the quarantine table (roadlens.quality.quarantine.QUARANTINE), in order.
+QUARANTINE_COLUMNS = (
+    "table_name",
+    "row_id",
+    "video_id",
+    "source_id",
+    "partition_key",
+    "run_id",
+    "reasons",
+    "row_json",
+    "quarantined_at",
+    "schema_version",
+)
 # Rows per COPY block: one encode + one write, one latency sample (about 18 MB of detections).
 DEFAULT_BLOCK_ROWS = 50_000
 
@@ -894,6 +914,70 @@ class PostgresSink(SinkBase):
             # sink): make sure nothing of the video survives outside the recorded range.
             deleted += conn.execute(everywhere, (video_id,)).rowcount
         return deleted
+
+    def replace_quarantine(self, table_name: str, video_id: str, rows: pa.Table) -> SinkWrite:
+        """Replace ``video_id``'s quarantined rows of ``table_name`` with ``rows``.
+
+        One transaction under the video's advisory lock: delete the previous rows of that
+        (table_name, video_id), then binary COPY ``rows`` (a
+        ``roadlens.quality.quarantine.QUARANTINE`` table), so a re-run leaves exactly one
+        copy and an empty ``rows`` clears the video. ``extra["deleted"]`` counts the rows
+        removed.
+
+        >>> sink.replace_quarantine("detections", "veh-01--clip", q)  # doctest: +SKIP
+        """
+        started = time.perf_counter()
+        what = f"quarantine:{table_name}"
+        missing = [c for c in QUARANTINE_COLUMNS if c not in rows.column_names]
+        if missing:
+            raise SinkError(f"postgres: quarantine rows lack columns {missing}")
+        rows = rows.select(list(QUARANTINE_COLUMNS))
+        for column, expected in (("table_name", table_name), ("video_id", video_id)):
+            found = rows.column(column).unique().to_pylist() if rows.num_rows else []
+            if found not in ([], [expected]):
+                raise SinkError(
+                    f"postgres: quarantine rows for {table_name} of video {video_id!r} hold "
+                    f"{column} values {sorted(map(str, found))[:3]}"
+                )
+        target = self._ident("quarantine")
+        sent = 0
+        try:
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    (advisory_key(self.schema, what, video_id),),
+                )
+                deleted = conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE table_name = %s AND video_id = %s").format(
+                        target
+                    ),
+                    (table_name, video_id),
+                ).rowcount
+                if rows.num_rows:
+                    plan = plan_copy(rows)
+                    columns = sql.SQL(", ").join(sql.Identifier(n) for n in plan.names)
+                    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+                        target, columns
+                    )
+                    with conn.cursor() as cur, cur.copy(statement) as copy:
+                        copy.write(COPY_HEADER)
+                        for _, block in iter_copy_blocks(rows, plan, self.block_rows):
+                            copy.write(block)
+                            sent += block.nbytes
+                        copy.write(COPY_TRAILER)
+                    sent += len(COPY_HEADER) + len(COPY_TRAILER)
+        except (psycopg.Error, ValueError, TypeError) as exc:
+            raise self._error(what, video_id, "quarantine write", exc) from exc
+        return SinkWrite(
+            sink=self.name,
+            table="quarantine",
+            video_id=video_id,
+            rows=rows.num_rows,
+            bytes=sent,
+            seconds=time.perf_counter() - started,
+            extra={"deleted": deleted, "table_name": table_name, "schema": self.schema},
+        )
 
     def committed(self, table: str, video_ids: Sequence[str]) -> dict[str, str]:
         """``{video_id: fingerprint}`` of the videos of ``table`` this schema holds."""
