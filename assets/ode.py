@@ -13,9 +13,10 @@ from collections import Counter
 import dagster as dg
 
 from assets.batch import VideoBatch, outcome_metadata
+from assets.quality import gate_check_result, gate_check_spec, publish_quarantine
 from assets.spine import enriched_detections
 from orchestration.partitions import capture_date
-from resources import LakeResource, SourcesResource
+from resources import LakeResource, SinksResource, SourcesResource
 from resources.rules import RulesResource
 from roadlens import pipeline
 from roadlens.ode import stage
@@ -77,6 +78,7 @@ def _videos(store: ParquetLake, date: str, config: VideoBatch) -> list[VideoReco
     group_name=GROUP,
     deps=[enriched_detections, rule_files],
     kinds={"pandas", "parquet"},
+    check_specs=[gate_check_spec("ode_events", "events_valid", blocking=True)],
 )
 def ode_events(
     context: dg.AssetExecutionContext,
@@ -84,6 +86,7 @@ def ode_events(
     lake: LakeResource,
     rules: RulesResource,
     sources: SourcesResource,
+    sinks: SinksResource,
 ) -> dg.MaterializeResult:
     """Rule events per video, evaluated as whole-column pandas over its detections and frames."""
     store = lake.lake()
@@ -102,7 +105,10 @@ def ode_events(
     per_rule: Counter[str] = Counter()
     for o in outcomes:
         per_rule.update(o.extra.get("per_rule", {}))  # type: ignore[arg-type]
+    publish_quarantine(context, sinks, store, "events", [o.video_id for o in outcomes])
+    check = gate_check_result(outcomes, asset="ode_events", name="events_valid", blocking=True)
     return dg.MaterializeResult(
+        check_results=[check],
         metadata=outcome_metadata(
             outcomes,
             per_rule=dict(per_rule),

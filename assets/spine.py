@@ -11,8 +11,9 @@ from collections import Counter
 import dagster as dg
 
 from assets.batch import VideoBatch, outcome_metadata
+from assets.quality import gate_check_result, gate_check_spec, publish_quarantine
 from orchestration.partitions import capture_date
-from resources import DetectorResource, LakeResource, SourcesResource
+from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
 from roadlens import pipeline
 from roadlens.registry import list_candidates, register_video, video_id_of
 from roadlens.video import VideoError
@@ -70,12 +71,19 @@ def videos(
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(partitions_def=capture_date, group_name=GROUP, deps=[videos], kinds={"opencv", "parquet"})
+@dg.asset(
+    partitions_def=capture_date,
+    group_name=GROUP,
+    deps=[videos],
+    kinds={"opencv", "parquet"},
+    check_specs=[gate_check_spec("frames", "frames_valid", blocking=False)],
+)
 def frames(
     context: dg.AssetExecutionContext,
     config: VideoBatch,
     lake: LakeResource,
     sources: SourcesResource,
+    sinks: SinksResource,
 ) -> dg.MaterializeResult:
     """Frames sampled at the configured rate by container timestamps: JPEGs plus an index table."""
     store = lake.lake()
@@ -98,13 +106,15 @@ def frames(
         outcomes.append(outcome)
     partial = [o.video_id for o in outcomes if o.extra.get("partial")]
     metadata = outcome_metadata(outcomes, partial_videos=partial, failed_videos=failed)
+    publish_quarantine(context, sinks, store, "frames", [o.video_id for o in outcomes])
+    check = gate_check_result(outcomes, asset="frames", name="frames_valid", blocking=False)
     if failed:
         raise dg.Failure(
             description=f"{len(failed)} of {len(failed) + len(outcomes)} videos could not be decoded: "
             + "; ".join(failed.values()),
             metadata=metadata,
         )
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
 @dg.asset(
@@ -148,15 +158,23 @@ def detections(
 
 
 @dg.asset(
-    partitions_def=capture_date, group_name=GROUP, deps=[detections], kinds={"pandas", "parquet"}
+    partitions_def=capture_date,
+    group_name=GROUP,
+    deps=[detections],
+    kinds={"pandas", "parquet"},
+    check_specs=[gate_check_spec("enriched_detections", "detections_valid", blocking=True)],
 )
 def enriched_detections(
     context: dg.AssetExecutionContext,
     config: VideoBatch,
     lake: LakeResource,
     sources: SourcesResource,
+    sinks: SinksResource,
 ) -> dg.MaterializeResult:
-    """Detections with GPS (interpolated per frame), vehicle/session ids and deterministic ids."""
+    """Detections with GPS (interpolated per frame), vehicle/session ids and deterministic ids.
+
+    Rows that fail the detections suite go to ``quarantine_detections`` instead.
+    """
     store = lake.lake()
     outcomes = [
         pipeline.enrich_video(store, record, max_gap_s=sources.max_gps_gap_s)
@@ -164,7 +182,11 @@ def enriched_detections(
             store, context.partition_key, config.video_ids, force=config.force
         )
     ]
-    return dg.MaterializeResult(metadata=outcome_metadata(outcomes))
+    publish_quarantine(context, sinks, store, "detections", [o.video_id for o in outcomes])
+    check = gate_check_result(
+        outcomes, asset="enriched_detections", name="detections_valid", blocking=True
+    )
+    return dg.MaterializeResult(metadata=outcome_metadata(outcomes), check_results=[check])
 
 
 SPINE = (videos, frames, detections, enriched_detections)

@@ -7,6 +7,7 @@ CLI call these functions; nothing here knows about Dagster.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -22,6 +23,7 @@ import pyarrow.compute as pc
 
 from roadlens.detect.detector import Detector
 from roadlens.enrich import SourceIdentity, enrich_detections, read_gps_track
+from roadlens.quality.gate import gate
 from roadlens.registry import VideoRecord
 from roadlens.sinks.parquet import ParquetLake, WriteStats, safe_segment
 from roadlens.video import sample_video
@@ -117,6 +119,15 @@ def extract_frames(
     table = result.table.set_column(
         result.table.schema.get_field_index("image_path"), "image_path", paths
     )
+    checked = gate(
+        lake,
+        "frames",
+        table,
+        video_id=record.video_id,
+        date=record.capture_date,
+        source_id=record.source_id,
+    )
+    table = checked.good
     stats = lake.write_video(
         FRAMES_TABLE,
         table,
@@ -136,6 +147,7 @@ def extract_frames(
             "warnings": list(result.warnings),
             "fps": result.info.fps,
             "duration_s": result.info.duration_s,
+            "quality": checked.as_dict(),
         },
     )
 
@@ -175,6 +187,8 @@ def detect_video(
             b"model_name": result.model_name.encode(),
             b"model_sha256": result.model_sha256.encode(),
             b"backend": result.backend.encode(),
+            # The model's classes: the detections' quality gate checks class names against them.
+            b"class_names": json.dumps(sorted(set(detector.class_names.values()))).encode(),
         }
     )
     stats = lake.write_video(
@@ -223,6 +237,17 @@ def enrich_video(lake: ParquetLake, record: VideoRecord, *, max_gap_s: float = 5
         ingested_at=record.registered_at,
         max_gap_s=max_gap_s,
     )
+    classes = json.loads(meta[b"class_names"]) if b"class_names" in meta else None
+    checked = gate(
+        lake,
+        "detections",
+        table,
+        video_id=record.video_id,
+        date=record.capture_date,
+        source_id=record.source_id,
+        known_classes=classes or None,
+    )
+    table = checked.good
     stats = lake.write_video(
         DETECTIONS_TABLE,
         table,
@@ -239,6 +264,7 @@ def enrich_video(lake: ParquetLake, record: VideoRecord, *, max_gap_s: float = 5
         {
             "gps_coverage": with_gps / table.num_rows if table.num_rows else 0.0,
             "gps_source": record.gps_path or "none",
+            "quality": checked.as_dict(),
         },
     )
 

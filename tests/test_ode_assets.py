@@ -18,7 +18,7 @@ from assets.batch import SPINE_ASSETS, batch_run_config
 from assets.jobs_config import ODE_ASSET_NAMES
 from assets.ode import ODE_ASSETS
 from assets.spine import SPINE
-from resources import DetectorResource, LakeResource, SourcesResource
+from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
 from resources.rules import RulesResource
 from roadlens.ode import load_rules
 from roadlens.ode.stage import EVENT_STATS_TABLE, EVENTS_TABLE, HEATMAPS_TABLE, heatmap_png_path
@@ -67,6 +67,7 @@ def spine_lake(
                 "lake": LakeResource(root=str(lake.root)),
                 "sources": SourcesResource(landing_dir=str(landing)),
                 "detector": DetectorResource(weights=str(detector_weights), conf=0.01),
+                "sinks": SinksResource(),
             },
             run_config=batch_run_config(
                 [r.video_id for r in records], [r.path for r in records], assets=SPINE_ASSETS
@@ -90,6 +91,7 @@ def _run_ode(
             "lake": LakeResource(root=str(lake.root)),
             "rules": RulesResource(path=str(rules)),
             "sources": sources or SourcesResource(),
+            "sinks": SinksResource(),
         },
         run_config=batch_run_config([], force=force, assets=ODE_ASSET_NAMES),
     )
@@ -208,6 +210,7 @@ def test_an_invalid_rule_file_fails_the_step_naming_rule_and_field(
         resources={
             "lake": LakeResource(root=str(lake.root)),
             "rules": RulesResource(path=str(bad)),
+            "sinks": SinksResource(),
             "sources": SourcesResource(),
         },
         raise_on_error=False,

@@ -18,7 +18,7 @@ from assets.ode import ODE_ASSETS, rule_files
 from assets.spine import SPINE
 from orchestration.partitions import capture_date
 from orchestration.sensors import rule_files_job, rule_files_sensor
-from resources import DetectorResource, LakeResource, SourcesResource
+from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
 from resources.rules import RulesResource
 
 RULES = """\
@@ -42,6 +42,7 @@ def setup(tmp_path: Path) -> tuple[dg.Definitions, dict, Path]:
         "lake": LakeResource(root=str(tmp_path / "lake")),
         "rules": RulesResource(path=str(rules)),
         "sources": SourcesResource(landing_dir=str(tmp_path / "landing")),
+        "sinks": SinksResource(),
     }
     ode_job = dg.define_asset_job(
         "ode", selection=list(ODE_ASSET_NAMES), partitions_def=capture_date

@@ -18,7 +18,7 @@ import pytest
 
 from assets.batch import batch_run_config
 from assets.spine import SPINE
-from resources import DetectorResource, LakeResource, SourcesResource
+from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
 from roadlens import pipeline
 from roadlens.registry import VideoRecord, register_video
 from roadlens.sinks.duckdb_views import query
@@ -66,6 +66,7 @@ def _resources(lake_root: Path, landing: Path, weights: Path) -> dict:
         "lake": LakeResource(root=str(lake_root)),
         "sources": SourcesResource(landing_dir=str(landing), sample_fps=SAMPLE_FPS),
         "detector": DetectorResource(weights=str(weights), conf=0.01),
+        "sinks": SinksResource(),
     }
 
 

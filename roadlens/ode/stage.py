@@ -26,6 +26,7 @@ from roadlens.ode.engine import evaluate_to_table
 from roadlens.ode.heatmap import geo_grid, image_grid, render_png, to_table
 from roadlens.ode.rules import RuleSet
 from roadlens.pipeline import DETECTIONS_TABLE, FRAMES_TABLE, StageOutcome
+from roadlens.quality.gate import gate
 from roadlens.registry import VideoRecord
 from roadlens.schema import HEATMAPS
 from roadlens.sinks.base import table_fingerprint
@@ -79,6 +80,15 @@ def evaluate_video(lake: ParquetLake, record: VideoRecord, rules: RuleSet) -> St
     detections = read_detections(lake, record.video_id)
     frames = read_frames(lake, record.video_id)
     events = evaluate_to_table(detections, frames, rules)
+    checked = gate(
+        lake,
+        "events",
+        events,
+        video_id=record.video_id,
+        date=record.capture_date,
+        source_id=record.source_id,
+    )
+    events = checked.good
     events = events.replace_schema_metadata(
         {
             **(events.schema.metadata or {}),
@@ -97,7 +107,7 @@ def evaluate_video(lake: ParquetLake, record: VideoRecord, rules: RuleSet) -> St
         events.num_rows,
         time.perf_counter() - started,
         stats,
-        {"per_rule": per_rule, "rule_set_sha256": rules.sha256()},
+        {"per_rule": per_rule, "rule_set_sha256": rules.sha256(), "quality": checked.as_dict()},
     )
 
 
