@@ -267,3 +267,29 @@ def test_the_drift_check_compares_with_its_own_history(
     assert all(v[0] for d, v in verdicts.items() if d != last)
     assert verdicts[last][0] is False and "class_mix" in drifted
     assert json.dumps(metrics)  # JSON-able for the UI
+
+
+def test_the_quarantine_is_one_duckdb_view_over_every_stage(tmp_path: Path) -> None:
+    from roadlens.sinks.duckdb_views import query
+    from roadlens.synth.tables import synthetic_detections, synthetic_events
+
+    lake = ParquetLake(tmp_path / "lake")
+    kwargs = {"date": "2026-05-04", "source_id": "veh-01", "engine": "pandas"}
+    dets = synthetic_detections(100, video_id="veh-01--q", seed=2)
+    conf = dets.column("confidence").to_numpy(zero_copy_only=False).copy()
+    conf[:4] = -1.0
+    dets = dets.set_column(dets.schema.get_field_index("confidence"), "confidence", pa.array(conf))
+    gate(lake, "detections", dets, video_id="veh-01--q", **kwargs)
+    events = synthetic_events(20, video_id="veh-01--q", seed=2)
+    lat = events.column("lat").to_numpy(zero_copy_only=False).copy()
+    lat[:2] = 123.0
+    events = events.set_column(events.schema.get_field_index("lat"), "lat", pa.array(lat))
+    gate(lake, "events", events, video_id="veh-01--q", **kwargs)
+    result = query(
+        lake.root,
+        "SELECT table_name, count(*) AS n FROM quarantine GROUP BY table_name ORDER BY table_name",
+    )
+    assert result.frame.to_dict("records") == [
+        {"table_name": "detections", "n": 4},
+        {"table_name": "events", "n": 2},
+    ]

@@ -34,6 +34,11 @@ def connect(
             "hive_partitioning = true, hive_types = {'date': DATE, 'source_id': VARCHAR}, union_by_name = true)"
         )
     present = set(lake.tables())
+    # One ``quarantine`` view over every stage's quarantined rows (roadlens.quality.gate).
+    quarantined = sorted(t for t in present if t.startswith("quarantine_"))
+    if quarantined and "quarantine" not in present:
+        union = " UNION ALL BY NAME ".join(f"SELECT * FROM {_identifier(t)}" for t in quarantined)
+        con.execute(f"CREATE VIEW quarantine AS {union}")
     for sql_file in sorted(sql_dir.glob("*.sql")):
         needs = _requires(sql_file)
         if needs <= present:
