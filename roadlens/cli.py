@@ -472,6 +472,30 @@ def cmd_replay_spool(args: argparse.Namespace) -> int:
     return 1 if report.get("remaining") else 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    import shlex
+
+    from roadlens.live import RecorderConfig, record_until_signalled
+
+    config = RecorderConfig(
+        source=args.source,
+        out_dir=args.out,
+        chunk_seconds=args.chunk_seconds,
+        source_id=args.source_id,
+        codec=args.codec,
+        realtime=not args.no_realtime,
+        input_format=args.input_format,
+        input_options=shlex.split(args.input_options or ""),
+        io_timeout_s=args.io_timeout,
+        reconnect_max_s=args.reconnect_max,
+        max_reconnects=args.max_reconnects,
+        ffmpeg=args.ffmpeg,
+    )
+    status = record_until_signalled(config)
+    print(f"roadlens record: {status.state}, {status.chunks_closed} chunks", file=sys.stderr)
+    return 0 if status.state == "STOPPED" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roadlens", description=__doc__)
     parser.add_argument(
@@ -563,6 +587,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", help="default $ROADLENS_KAFKA_BOOTSTRAP")
     p.add_argument("--spool-dir", help="default $ROADLENS_HOME/spool/kafka")
     p.set_defaults(func=cmd_replay_spool)
+
+    p = sub.add_parser("record", help="chunk a live source into MP4 files in a landing folder")
+    p.add_argument("--source", required=True, help="rtsp/http/udp/... URL, device or file")
+    p.add_argument("--out", required=True, help="output folder, normally <landing>/<source_id>")
+    p.add_argument("--chunk-seconds", type=float, default=10.0)
+    p.add_argument("--source-id", help="chunk name prefix (default: the --out folder's name)")
+    p.add_argument("--codec", default="auto", help="auto, copy, reencode or an ffmpeg encoder")
+    p.add_argument("--no-realtime", action="store_true", help="read a file source at full speed")
+    p.add_argument("--input-format", help="ffmpeg input format (-f), e.g. v4l2, lavfi")
+    p.add_argument("--input-options", help='extra ffmpeg input options, e.g. "-rtsp_transport tcp"')
+    p.add_argument("--io-timeout", type=float, default=5.0, help="network read timeout (s)")
+    p.add_argument("--reconnect-max", type=float, default=30.0, help="back-off cap (s)")
+    p.add_argument("--max-reconnects", type=int, help="give up after N failed reconnects")
+    p.add_argument("--ffmpeg", help="ffmpeg binary (default: imageio-ffmpeg's)")
+    p.set_defaults(func=cmd_record)
     return parser
 
 

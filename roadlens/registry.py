@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from roadlens.enrich import SourcesConfig, read_gps_track, resolve_capture_start
 from roadlens.ids import slugify, video_id_for
+from roadlens.live.record import read_chunk_marker
 from roadlens.schema import VIDEOS, conform
 from roadlens.video import probe
 
@@ -101,6 +102,11 @@ def register_video(
     start, time_source = resolve_capture_start(
         info.creation_time, track, stat.st_mtime, info.duration_s
     )
+    marker = read_chunk_marker(path)
+    if marker is not None:
+        # A live chunk: the recorder measured its wall-clock start to the millisecond
+        # (the MP4 creation time holds whole seconds only).
+        start, time_source = marker.capture_start, "live"
     return VideoRecord(
         video_id=video_id,
         source_id=identity.source_id,
