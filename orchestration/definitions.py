@@ -2,9 +2,11 @@
 
 import dagster as dg
 
+from assets.checks import QUALITY_CHECKS
 from assets.ode import ODE_ASSETS, rule_files
 from assets.sinks import SINK_ASSETS
 from assets.spine import detections, enriched_detections, frames, videos
+from orchestration.executors import spine_job_celery
 from orchestration.jobs import spine_job
 from orchestration.schedules import nightly_spine_schedule
 from orchestration.sensors import landing_sensor, rule_files_job, rule_files_sensor
@@ -13,7 +15,8 @@ from resources.rules import RulesResource
 
 defs = dg.Definitions(
     assets=[videos, frames, detections, enriched_detections, rule_files, *ODE_ASSETS, *SINK_ASSETS],
-    jobs=[spine_job, rule_files_job],
+    asset_checks=[*QUALITY_CHECKS],
+    jobs=[spine_job, spine_job_celery, rule_files_job],
     schedules=[nightly_spine_schedule],
     sensors=[landing_sensor, rule_files_sensor],
     resources={
