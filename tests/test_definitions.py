@@ -126,3 +126,18 @@ def test_rule_files_are_an_observable_source_upstream_of_the_events_only() -> No
     assert [n.name for n in observe.nodes_in_topological_order] == ["rule_files"]
     sensor = defs.get_repository_def().get_sensor_def("rule_files_sensor")
     assert sensor.job_name == "rule_files_job"
+
+
+def test_quality_checks_guard_the_tables_and_block_the_sinks() -> None:
+    job = defs.resolve_job_def("spine_job")
+    checks = {k.name: k for k in job.asset_layer.asset_graph.asset_check_keys}
+    assert set(checks) == {"frames_valid", "detections_valid", "events_valid", "detections_drift"}
+    graph = defs.resolve_asset_graph()
+    blocking = {
+        name
+        for name, key in checks.items()
+        if graph.get_check_spec(key).blocking
+    }
+    assert blocking == {"detections_valid", "events_valid"}
+    assert checks["detections_valid"].asset_key == dg.AssetKey("enriched_detections")
+    assert checks["events_valid"].asset_key == dg.AssetKey("ode_events")
