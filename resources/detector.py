@@ -9,13 +9,19 @@ from pydantic import PrivateAttr
 
 from resources.lake import roadlens_home
 from roadlens.detect.detector import DEFAULT_WEIGHTS, Detector, DetectorConfig
+from roadlens.detect.remote import URL_ENV, RemoteConfig, RemoteDetector
 
 
 class DetectorResource(dg.ConfigurableResource):
-    """An ultralytics YOLO model (any ``.pt``/``.onnx``/exported weights).
+    """An ultralytics YOLO model (any ``.pt``/``.onnx``/exported weights), or a remote provider.
 
     ``backend="auto"`` runs the fastest installed CPU backend (OpenVINO, then ONNX Runtime)
     on CPU hosts and PyTorch on GPUs; exports are cached by the weights' hash.
+
+    With ``remote_url`` (or ``$ROADLENS_DETECT_URL``) set, boxes come from that HTTP provider
+    (``roadlens detect-server`` or a compatible one) and tracking runs here; ``weights``,
+    ``device``, ``imgsz``, ``iou``, ``batch_size`` and ``backend`` are then the provider's
+    business. ``remote_api_key_env`` names the variable holding the provider's API key.
     """
 
     weights: str = ""
@@ -26,6 +32,14 @@ class DetectorResource(dg.ConfigurableResource):
     batch_size: int = 0
     backend: str = "auto"
     tracker: str = "bytetrack.yaml"
+    remote_url: str = ""
+    remote_format: str = "multipart"
+    remote_image_format: str = "jpeg"
+    remote_batch_size: int = 8
+    remote_max_in_flight: int = 2
+    remote_timeout_s: float = 60.0
+    remote_retries: int = 3
+    remote_api_key_env: str = ""
     _detector: Detector | None = PrivateAttr(default=None)
 
     def config(self) -> DetectorConfig:
@@ -41,7 +55,27 @@ class DetectorResource(dg.ConfigurableResource):
             cache_dir=str(roadlens_home()),
         )
 
+    def remote_config(self) -> RemoteConfig | None:
+        """The remote provider's settings, or None to detect locally."""
+        url = self.remote_url or os.environ.get(URL_ENV, "")
+        if not url:
+            return None
+        return RemoteConfig(
+            url=url,
+            request_format=self.remote_format,
+            image_format=self.remote_image_format,
+            batch_size=self.remote_batch_size,
+            max_in_flight=self.remote_max_in_flight,
+            timeout_s=self.remote_timeout_s,
+            retries=self.remote_retries,
+            api_key_env=self.remote_api_key_env or None,
+        )
+
     def get_detector(self) -> Detector:
         if self._detector is None:
-            self._detector = Detector(self.config())
+            remote = self.remote_config()
+            if remote is not None:
+                self._detector = RemoteDetector(remote, self.config())
+            else:
+                self._detector = Detector(self.config())
         return self._detector

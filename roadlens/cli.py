@@ -496,6 +496,48 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0 if status.state == "STOPPED" else 1
 
 
+def cmd_detect_server(args: argparse.Namespace) -> int:
+    from roadlens.detect.server import ServerConfig, parse_sizes, serve
+
+    config = ServerConfig(
+        weights=args.weights or os.environ.get("ROADLENS_WEIGHTS") or ServerConfig.weights,
+        device=args.device,
+        backend=args.backend,
+        imgsz=args.imgsz,
+        min_conf=args.min_conf,
+        max_batch=args.max_batch,
+        max_inflight=args.max_inflight,
+        max_body_bytes=int(args.max_body_mb * (1 << 20)),
+        api_key_env=args.api_key_env,
+        warmup=parse_sizes(args.warmup),
+        cache_dir=str(_home()),
+    )
+    serve(config, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_detect_test(args: argparse.Namespace) -> int:
+    from roadlens.detect.remote import RemoteConfig, connectivity_test
+
+    config = RemoteConfig(
+        url=args.url,
+        request_format=args.format,
+        timeout_s=args.timeout,
+        api_key_env=args.api_key_env,
+    )
+    report = connectivity_test(config, rounds=args.rounds)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from roadlens.service.server import serve
+    from roadlens.service.settings import ServiceSettings
+
+    serve(args.host, args.port, ServiceSettings.from_env(lake_root=args.lake))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roadlens", description=__doc__)
     parser.add_argument(
@@ -602,6 +644,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-reconnects", type=int, help="give up after N failed reconnects")
     p.add_argument("--ffmpeg", help="ffmpeg binary (default: imageio-ffmpeg's)")
     p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("serve", help="REST and WebSocket API over the lake (docs/service.md)")
+    p.add_argument("--host", default="127.0.0.1", help="non-loopback needs API keys")
+    p.add_argument("--port", type=int, default=8765)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("detect-server", help="serve the detector over HTTP (no tracking)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8766, help="default 8766 (serve uses 8765)")
+    p.add_argument("--weights", help="default $ROADLENS_WEIGHTS or models/roadlens-det.pt")
+    p.add_argument("--device", default="cpu", help="cpu, cuda:0, ...")
+    p.add_argument("--backend", choices=["auto", "pytorch", "openvino", "onnx"], default="auto")
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--min-conf", type=float, default=0.01, help="the model's own threshold")
+    p.add_argument("--max-batch", type=int, default=32, help="frames per request at most")
+    p.add_argument("--max-inflight", type=int, default=4, help="admitted requests; more get 503")
+    p.add_argument("--max-body-mb", type=float, default=64.0)
+    p.add_argument("--api-key-env", help="require the key held by this environment variable")
+    p.add_argument("--warmup", default="640x360", help="frame sizes to load first, or none")
+    p.set_defaults(func=cmd_detect_server)
+
+    p = sub.add_parser("detect-test", help="test a detection provider: health, info, latency")
+    p.add_argument("--url", required=True, help="provider base URL, e.g. http://gpu-box:8766")
+    p.add_argument("--format", choices=["multipart", "json"], default="multipart")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.add_argument("--rounds", type=int, default=3, help="synthetic-frame round trips")
+    p.add_argument("--api-key-env", help="environment variable holding the API key")
+    p.set_defaults(func=cmd_detect_test)
     return parser
 
 
