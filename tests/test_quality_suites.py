@@ -389,3 +389,14 @@ def test_gx_keeps_no_results_between_runs(detections) -> None:
     for _ in range(3):
         assert len(validate("detections", df, engine="gx").bad_rows) == 100
     assert _gx_context().validation_results_store.list_keys() == []
+
+
+def test_events_of_one_frame_may_carry_different_interpolated_times() -> None:
+    from roadlens.synth.tables import synthetic_events
+
+    events = synthetic_events(6, video_id="veh-01--x", seed=4).to_pandas()
+    # Two crossings detected on the same frame, interpolated to different sub-frame times.
+    events.loc[1, "frame_number"] = events.loc[0, "frame_number"]
+    events.loc[1, "pts_sec"] = events.loc[0, "pts_sec"] + 0.07
+    report = validate("events", events, engine="pandas")
+    assert report.passed, report.as_metadata()

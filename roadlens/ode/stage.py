@@ -21,11 +21,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from roadlens.live.continuity import (
+    ContinuityConfig,
+    context_key,
+    evaluate_with_context,
+    prepare_chunk,
+)
 from roadlens.ode.accumulate import binned_counts, stats_table
-from roadlens.ode.engine import evaluate_to_table
 from roadlens.ode.heatmap import geo_grid, image_grid, render_png, to_table
 from roadlens.ode.rules import RuleSet
-from roadlens.pipeline import DETECTIONS_TABLE, FRAMES_TABLE, StageOutcome
+from roadlens.pipeline import DETECTIONS_TABLE, FRAMES_TABLE, VIDEOS_TABLE, StageOutcome
 from roadlens.quality.gate import gate
 from roadlens.registry import VideoRecord
 from roadlens.schema import HEATMAPS
@@ -36,6 +41,8 @@ EVENTS_TABLE = "events"
 EVENT_STATS_TABLE = "event_stats"
 HEATMAPS_TABLE = "heatmaps"
 HEATMAP_GRID = (64, 36)  # cells across x down; 20 px cells on a 1280x720 frame
+# Live chunks see their previous chunk's tail (roadlens.live.continuity); None turns it off.
+DEFAULT_CONTINUITY = ContinuityConfig()
 
 
 def read_detections(lake: ParquetLake, video_id: str) -> pd.DataFrame:
@@ -60,26 +67,58 @@ def _write(lake: ParquetLake, table_name: str, table: pa.Table, record: VideoRec
     )
 
 
-def events_are_current(lake: ParquetLake, video_id: str, rules: RuleSet) -> bool:
-    """Whether the video's events were computed from its current detections and rules."""
+def events_are_current(
+    lake: ParquetLake,
+    video_id: str,
+    rules: RuleSet,
+    *,
+    continuity: ContinuityConfig | None = DEFAULT_CONTINUITY,
+) -> bool:
+    """Whether the video's events were computed from its current detections and rules,
+    and from the previous chunk's current detections when it had one as context
+    (:func:`roadlens.live.continuity.context_key`)."""
     files = lake.find_video(EVENTS_TABLE, video_id)
     if not files or not lake.has_video(DETECTIONS_TABLE, video_id):
         return False
     meta = pq.read_schema(files[0]).metadata or {}
     detections = lake.read_video(DETECTIONS_TABLE, video_id)
-    return (
+    if not (
         meta.get(b"rule_set_sha256") == rules.sha256().encode()
         and meta.get(b"detections_fingerprint") == table_fingerprint(detections).encode()
-    )
+    ):
+        return False
+    stored = meta.get(b"context_fingerprint", b"").decode()
+    if continuity is None or not lake.has_video(VIDEOS_TABLE, video_id):
+        return stored == ""
+    record = VideoRecord.from_row(lake.read_video(VIDEOS_TABLE, video_id).to_pylist()[0])
+    return stored == context_key(lake, record, config=continuity)
 
 
-def evaluate_video(lake: ParquetLake, record: VideoRecord, rules: RuleSet) -> StageOutcome:
-    """Evaluate ``rules`` over one video and write its ``events`` file (empty when none fire)."""
+def evaluate_video(
+    lake: ParquetLake,
+    record: VideoRecord,
+    rules: RuleSet,
+    *,
+    continuity: ContinuityConfig | None = DEFAULT_CONTINUITY,
+) -> StageOutcome:
+    """Evaluate ``rules`` over one video and write its ``events`` file (empty when none fire).
+
+    With ``continuity`` (the default; None turns it off), a live chunk whose previous chunk
+    of the same source is in the lake is evaluated with that chunk's tail as context and
+    keeps only its own events (:mod:`roadlens.live.continuity`), and its ``track_links``
+    are written. The events file's metadata records the context (``context_video_id``,
+    ``context_fingerprint``) so :func:`events_are_current` sees a change of either chunk.
+    """
     started = time.perf_counter()
     detections_table = lake.read_video(DETECTIONS_TABLE, record.video_id)
     detections = read_detections(lake, record.video_id)
     frames = read_frames(lake, record.video_id)
-    events = evaluate_to_table(detections, frames, rules)
+    context = (
+        prepare_chunk(lake, record, detections, frames, config=continuity)
+        if continuity is not None
+        else None
+    )
+    events = evaluate_with_context(detections, frames, rules, context)
     checked = gate(
         lake,
         "events",
@@ -89,11 +128,14 @@ def evaluate_video(lake: ParquetLake, record: VideoRecord, rules: RuleSet) -> St
         source_id=record.source_id,
     )
     events = checked.good
+    previous = context.previous.video_id if context and context.previous else ""
     events = events.replace_schema_metadata(
         {
             **(events.schema.metadata or {}),
             b"rule_set_sha256": rules.sha256().encode(),
             b"detections_fingerprint": table_fingerprint(detections_table).encode(),
+            b"context_video_id": previous.encode(),
+            b"context_fingerprint": (context.fingerprint if context else "").encode(),
         }
     )
     stats = _write(lake, EVENTS_TABLE, events, record)
@@ -107,7 +149,13 @@ def evaluate_video(lake: ParquetLake, record: VideoRecord, rules: RuleSet) -> St
         events.num_rows,
         time.perf_counter() - started,
         stats,
-        {"per_rule": per_rule, "rule_set_sha256": rules.sha256(), "quality": checked.as_dict()},
+        {
+            "per_rule": per_rule,
+            "rule_set_sha256": rules.sha256(),
+            "quality": checked.as_dict(),
+            "context_video_id": previous or None,
+            "stitched_tracks": context.stitched if context else 0,
+        },
     )
 
 
