@@ -104,10 +104,43 @@ def test_nightly_schedule_runs_at_two_for_the_previous_day() -> None:
 
 
 def test_landing_sensor_targets_the_spine_job() -> None:
+    from orchestration.sensors.landing import sensor_interval_s
+
     sensor = defs.get_repository_def().get_sensor_def("landing_sensor")
     assert sensor.job_name == "spine_job"
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
     assert {"sources"} <= set(sensor.required_resource_keys)
+    assert sensor.minimum_interval_seconds == sensor_interval_s()
+
+
+@pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
+def test_micro_batch_execution_config_is_valid_for_the_spine_job(executor: str) -> None:
+    """The sensor's ``execution`` block picks an executor that spine_job really offers."""
+    from assets.batch import batch_run_config
+    from assets.jobs_config import JOB_ASSET_NAMES
+    from orchestration.jobs import microbatch_execution_config
+
+    job = defs.resolve_job_def("spine_job")
+    config = {
+        **batch_run_config(["veh-01--a"], ["/landing/a.mp4"], assets=JOB_ASSET_NAMES),
+        **microbatch_execution_config(executor),  # type: ignore[arg-type]
+    }
+    resolved = dg.validate_run_config(job, config)
+    assert list(resolved["execution"]["multi_or_in_process_executor"]) == [executor]
+    # Without the block (the nightly schedule, backfills) the job runs multiprocess.
+    plain = dg.validate_run_config(job, batch_run_config([], assets=JOB_ASSET_NAMES))
+    assert list(plain["execution"]["multi_or_in_process_executor"]) == ["multiprocess"]
+
+
+def test_micro_batch_executor_comes_from_the_environment() -> None:
+    from orchestration.jobs import MICROBATCH_EXECUTOR_ENV, microbatch_executor
+
+    assert microbatch_executor({}) == "in_process"
+    assert microbatch_executor({MICROBATCH_EXECUTOR_ENV: " "}) == "in_process"
+    assert microbatch_executor({MICROBATCH_EXECUTOR_ENV: "Multiprocess"}) == "multiprocess"
+    assert microbatch_executor({MICROBATCH_EXECUTOR_ENV: "in-process"}) == "in_process"
+    with pytest.raises(ValueError, match=MICROBATCH_EXECUTOR_ENV):
+        microbatch_executor({MICROBATCH_EXECUTOR_ENV: "celery"})
 
 
 def test_resources_are_bound() -> None:
@@ -133,11 +166,7 @@ def test_quality_checks_guard_the_tables_and_block_the_sinks() -> None:
     checks = {k.name: k for k in job.asset_layer.asset_graph.asset_check_keys}
     assert set(checks) == {"frames_valid", "detections_valid", "events_valid", "detections_drift"}
     graph = defs.resolve_asset_graph()
-    blocking = {
-        name
-        for name, key in checks.items()
-        if graph.get_check_spec(key).blocking
-    }
+    blocking = {name for name, key in checks.items() if graph.get_check_spec(key).blocking}
     assert blocking == {"detections_valid", "events_valid"}
     assert checks["detections_valid"].asset_key == dg.AssetKey("enriched_detections")
     assert checks["events_valid"].asset_key == dg.AssetKey("ode_events")

@@ -10,7 +10,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orchestration.sensors.landing import landing_sensor, plan_ready
+from orchestration.jobs import MICROBATCH_EXECUTOR_ENV
+from orchestration.sensors.landing import (
+    MAX_QUEUED_ENV,
+    SENSOR_INTERVAL_ENV,
+    landing_sensor,
+    max_queued_microbatches,
+    plan_ready,
+    sensor_interval_s,
+    waiting_microbatches,
+)
 from resources import SourcesResource
 from roadlens.registry import DONE_MARKER, Candidate, batch_run_key, list_candidates
 from tests.conftest import CAPTURE_DATE, SESSION_ID, VEHICLE_ID, LandingClips, copy_clip
@@ -158,6 +167,9 @@ def _requested(result: dg.SensorResult) -> list[tuple[str, list[str], list[str]]
         ids, paths = batches[0]["video_ids"], batches[0]["paths"]
         assert request.run_key == batch_run_key(request.partition_key, ids)
         assert request.tags["roadlens/videos"] == str(len(ids))
+        # Micro-batches run in-process unless the environment says otherwise.
+        executor = os.environ.get(MICROBATCH_EXECUTOR_ENV, "").strip() or "in_process"
+        assert request.run_config["execution"] == {"config": {executor: {}}}
         out.append((request.partition_key, ids, paths))
     return out
 
@@ -262,3 +274,167 @@ def test_only_corrupt_files_gives_a_skip(landing: Path, instance: dg.DagsterInst
     (landing / f"broken.mp4{DONE_MARKER}").touch()
     result = _tick(instance, landing)
     assert _requested(result) == [] and result.skip_reason
+
+
+@pytest.mark.slow
+def test_executor_of_the_requested_runs_follows_the_environment(
+    dashcam_clip_dir: LandingClips,
+    landing: Path,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _place(dashcam_clip_dir, landing, 0, marker=True)
+    monkeypatch.setenv(MICROBATCH_EXECUTOR_ENV, "multiprocess")
+    (request,) = _tick(instance, landing).run_requests
+    assert request.run_config["execution"] == {"config": {"multiprocess": {}}}
+    monkeypatch.delenv(MICROBATCH_EXECUTOR_ENV)
+    (request,) = _tick(instance, landing).run_requests
+    assert request.run_config["execution"] == {"config": {"in_process": {}}}
+
+
+def test_unknown_executor_fails_the_tick_before_it_moves_the_cursor(
+    landing: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MICROBATCH_EXECUTOR_ENV, "threads")
+    with pytest.raises(ValueError, match=MICROBATCH_EXECUTOR_ENV):
+        _tick(instance, landing)
+
+
+# -- the interval ---------------------------------------------------------------------------
+
+
+def test_sensor_interval_from_the_environment() -> None:
+    assert sensor_interval_s({}) == 15
+    assert sensor_interval_s({SENSOR_INTERVAL_ENV: ""}) == 15
+    assert sensor_interval_s({SENSOR_INTERVAL_ENV: " 5 "}) == 5
+    for bad in ("0", "-3", "2.5", "fast"):
+        with pytest.raises(ValueError, match=SENSOR_INTERVAL_ENV):
+            sensor_interval_s({SENSOR_INTERVAL_ENV: bad})
+
+
+def test_sensor_interval_is_read_when_the_code_location_loads() -> None:
+    """A fresh process with the variable set defines the sensor with that interval."""
+    import subprocess
+    import sys
+
+    code = (
+        "from orchestration.sensors.landing import landing_sensor;"
+        "print(landing_sensor.minimum_interval_seconds)"
+    )
+    env = {**os.environ, SENSOR_INTERVAL_ENV: "7", "PYTHONWARNINGS": "ignore"}
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["7"]
+
+
+# -- back-pressure ---------------------------------------------------------------------------
+
+
+def _run(
+    instance: dg.DagsterInstance, status: dg.DagsterRunStatus, lane: str = "microbatch"
+) -> str:
+    """A run of spine_job in ``status`` with the ``lane`` tag, as the daemon would see it."""
+    from dagster._core.remote_origin import (
+        InProcessCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    location = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="orchestration.definitions")
+    )
+    run = instance.add_run(
+        dg.DagsterRun(
+            job_name="spine_job",
+            run_id=f"{status.value.lower()}-{len(instance.get_runs())}",
+            status=status,
+            tags={"lane": lane},
+            remote_job_origin=RemoteJobOrigin(
+                RemoteRepositoryOrigin(location, "__repository__"), "spine_job"
+            ),
+        )
+    )
+    return run.run_id
+
+
+def _queued_microbatch(instance: dg.DagsterInstance) -> str:
+    """A micro-batch run waiting in the run queue."""
+    return _run(instance, dg.DagsterRunStatus.QUEUED)
+
+
+def test_max_queued_from_the_environment() -> None:
+    assert max_queued_microbatches({}) == 1
+    assert max_queued_microbatches({MAX_QUEUED_ENV: "0"}) == 0
+    assert max_queued_microbatches({MAX_QUEUED_ENV: " 3 "}) == 3
+    for bad in ("-1", "one", "1.5"):
+        with pytest.raises(ValueError, match=MAX_QUEUED_ENV):
+            max_queued_microbatches({MAX_QUEUED_ENV: bad})
+
+
+def test_only_waiting_micro_batches_count(instance: dg.DagsterInstance) -> None:
+    assert waiting_microbatches(instance) == 0
+    _queued_microbatch(instance)
+    _run(instance, dg.DagsterRunStatus.NOT_STARTED)  # created, about to be queued
+    _run(instance, dg.DagsterRunStatus.STARTED)  # launched: no longer waiting
+    _run(instance, dg.DagsterRunStatus.SUCCESS)
+    _run(instance, dg.DagsterRunStatus.QUEUED, lane="batch")  # the nightly lane
+    assert waiting_microbatches(instance) == 2
+
+
+@pytest.mark.slow
+def test_queued_micro_batch_holds_new_videos_for_one_bigger_batch(
+    dashcam_clip_dir: LandingClips,
+    landing: Path,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(MAX_QUEUED_ENV, raising=False)
+    queued = _queued_microbatch(instance)
+    first = _place(dashcam_clip_dir, landing, 0, marker=True)
+    held = _tick(instance, landing)
+    assert _requested(held) == []
+    assert held.skip_reason is not None and "still queued" in held.skip_reason.skip_message
+    assert json.loads(held.cursor)["done"] == {}, "held videos must stay eligible"
+    # Another chunk arrives while the queue is still full: still held.
+    _place(dashcam_clip_dir, landing, 1, marker=True)
+    still = _tick(instance, landing, held.cursor)
+    assert _requested(still) == []
+    # The queued run is launched (leaves the queue): both videos go out in one run.
+    instance.delete_run(queued)
+    released = _tick(instance, landing, still.cursor)
+    assert _ids(released) == ["veh-01--drive-0000", "veh-01--drive-0001"]
+    assert len(released.run_requests) == 1
+    assert str(first.resolve()) in json.loads(released.cursor)["done"]
+
+
+@pytest.mark.slow
+def test_back_pressure_can_be_switched_off(
+    dashcam_clip_dir: LandingClips,
+    landing: Path,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _queued_microbatch(instance)
+    _queued_microbatch(instance)
+    _place(dashcam_clip_dir, landing, 0, marker=True)
+    monkeypatch.setenv(MAX_QUEUED_ENV, "3")  # two queued, three allowed: not held
+    assert _ids(_tick(instance, landing)) == ["veh-01--drive-0000"]
+    monkeypatch.setenv(MAX_QUEUED_ENV, "0")  # off
+    assert _ids(_tick(instance, landing)) == ["veh-01--drive-0000"]
+    monkeypatch.setenv(MAX_QUEUED_ENV, "2")  # two queued: held
+    assert _requested(_tick(instance, landing)) == []
+
+
+def test_held_tick_keeps_the_settling_clock_of_unmarked_files(
+    landing: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(MAX_QUEUED_ENV, raising=False)
+    _queued_microbatch(instance)
+    (landing / "growing.mp4").write_bytes(b"\0" * 100)
+    held = _tick(instance, landing, ready_after_s=10.0)
+    assert _requested(held) == []
+    assert list(json.loads(held.cursor)["settling"]) == [str((landing / "growing.mp4").resolve())]

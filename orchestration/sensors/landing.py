@@ -5,20 +5,95 @@ size and modification time have not changed for ``ready_after_s`` seconds. The c
 remembers every file already requested (by path, size and mtime) and files still
 settling, so nothing is requested twice; each tick takes at most ``max_files_per_tick``
 files, oldest first, so a first tick over a full folder stays small.
+
+Latency settings (docs/live.md, "Latency"):
+
+- ``ROADLENS_SENSOR_INTERVAL_S``: the sensor's ``minimum_interval_seconds``, read when the
+  code location is loaded (default 15). The daemon's sensor loop passes every 5 s (a
+  Dagster constant), so nothing ticks faster than that; live deployments set 1, which
+  ticks on every pass. Exactly 5 skips a pass whenever the loop comes back a few
+  milliseconds early (elapsed 4.99 s < 5), turning some waits into 10 s.
+- ``ROADLENS_MICROBATCH_EXECUTOR``: ``in_process`` (default) or ``multiprocess``, read at
+  every tick (:func:`orchestration.jobs.microbatch_executor`): the executor the requested
+  runs use. In-process saves one Python process start per step.
+- ``ROADLENS_MICROBATCH_MAX_QUEUED`` (default 1, 0 = off): back-pressure. While this many
+  micro-batch runs still wait in the run queue, a tick requests nothing and the new
+  chunks stay ready for a later tick, which takes all of them in one run. Dagster never
+  merges queued runs, so without it a host that cannot keep up with its cameras piles
+  up one small run per tick, each paying the fixed cost of a run, and the queue wait
+  grows without bound; with it the batches grow instead.
 """
 
 import json
+import os
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 
 import dagster as dg
 
 from assets.batch import batch_run_config
 from assets.jobs_config import JOB_ASSET_NAMES
-from orchestration.jobs import spine_job
+from orchestration.jobs import microbatch_execution_config, spine_job
 from resources import SourcesResource
 from roadlens.registry import batch_run_key, list_candidates, register_video
 from roadlens.video import VideoError
+
+SENSOR_INTERVAL_ENV = "ROADLENS_SENSOR_INTERVAL_S"
+DEFAULT_SENSOR_INTERVAL_S = 15
+MAX_QUEUED_ENV = "ROADLENS_MICROBATCH_MAX_QUEUED"
+DEFAULT_MAX_QUEUED = 1
+MICROBATCH_TAGS = {"lane": "microbatch"}
+WAITING = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED]
+
+
+def sensor_interval_s(environ: Mapping[str, str] | None = None) -> int:
+    """The landing sensor's minimum interval: ``$ROADLENS_SENSOR_INTERVAL_S`` or 15 seconds.
+
+    Whole seconds (Dagster's ``minimum_interval_seconds`` is an int), at least 1. Blank means
+    the default; anything else that is not a positive integer raises, so the code location
+    fails to load instead of ticking at an interval nobody asked for.
+
+    >>> sensor_interval_s({}), sensor_interval_s({"ROADLENS_SENSOR_INTERVAL_S": "5"})
+    (15, 5)
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(SENSOR_INTERVAL_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SENSOR_INTERVAL_S
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{SENSOR_INTERVAL_ENV}={raw!r}: expected a whole number of seconds >= 1")
+    return value
+
+
+def max_queued_microbatches(environ: Mapping[str, str] | None = None) -> int:
+    """``$ROADLENS_MICROBATCH_MAX_QUEUED`` (default 1): queued micro-batches that hold a tick.
+
+    0 turns the back-pressure off. Anything but a whole number >= 0 raises.
+
+    >>> max_queued_microbatches({}), max_queued_microbatches({"ROADLENS_MICROBATCH_MAX_QUEUED": "0"})
+    (1, 0)
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(MAX_QUEUED_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_QUEUED
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{MAX_QUEUED_ENV}={raw!r}: expected a whole number >= 0")
+    return value
+
+
+def waiting_microbatches(instance: dg.DagsterInstance) -> int:
+    """Micro-batch runs created but not launched yet (``NOT_STARTED`` or ``QUEUED``)."""
+    return instance.get_runs_count(dg.RunsFilter(tags=MICROBATCH_TAGS, statuses=WAITING))
 
 
 def plan_ready(
@@ -45,20 +120,33 @@ def plan_ready(
 
 
 @dg.sensor(
-    job=spine_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.STOPPED
+    job=spine_job,
+    minimum_interval_seconds=sensor_interval_s(),
+    default_status=dg.DefaultSensorStatus.STOPPED,
 )
 def landing_sensor(
     context: dg.SensorEvaluationContext, sources: SourcesResource
 ) -> dg.SensorResult:
-    """Register new ready videos and request one micro-batch run per capture date."""
+    """Register new ready videos and request one micro-batch run per capture date.
+
+    Each run of ``spine_job`` gets the batch's videos as config of every asset, the
+    ``lane: microbatch`` tag (the run queue's micro-batch limit) and the executor named by
+    ``ROADLENS_MICROBATCH_EXECUTOR`` (default in-process). While
+    ``ROADLENS_MICROBATCH_MAX_QUEUED`` micro-batch runs are queued, nothing is requested.
+    """
+    execution = microbatch_execution_config()
+    max_queued = max_queued_microbatches()
+    waiting = waiting_microbatches(context.instance) if max_queued else 0
+    held = bool(max_queued) and waiting >= max_queued
     cursor = json.loads(context.cursor) if context.cursor else {}
     landing = sources.landing()
+    # Held: take nothing (limit 0), but keep the settling clocks of unmarked files going.
     ready, next_cursor = plan_ready(
         cursor,
         list_candidates(landing),
         now=time.time(),
         ready_after_s=sources.ready_after_s,
-        limit=sources.max_files_per_tick,
+        limit=0 if held else sources.max_files_per_tick,
     )
     by_date: dict[str, list] = defaultdict(list)
     for candidate in ready:
@@ -73,17 +161,27 @@ def landing_sensor(
         dg.RunRequest(
             run_key=batch_run_key(date, [r.video_id for r in records]),
             partition_key=date,
-            run_config=batch_run_config(
-                [r.video_id for r in records],
-                [r.path for r in records],
-                assets=JOB_ASSET_NAMES,
-            ),
-            tags={"lane": "microbatch", "roadlens/videos": str(len(records))},
+            run_config={
+                **batch_run_config(
+                    [r.video_id for r in records],
+                    [r.path for r in records],
+                    assets=JOB_ASSET_NAMES,
+                ),
+                **execution,
+            },
+            tags={**MICROBATCH_TAGS, "roadlens/videos": str(len(records))},
         )
         for date, records in sorted(by_date.items())
     ]
+    if held:
+        skip = (
+            f"{waiting} micro-batch run(s) still queued ({MAX_QUEUED_ENV}={max_queued}): "
+            "new videos wait for a later tick and go into one batch"
+        )
+    else:
+        skip = "no new ready videos"
     return dg.SensorResult(
         run_requests=requests,
         cursor=json.dumps(next_cursor, sort_keys=True),
-        skip_reason=None if requests else "no new ready videos",
+        skip_reason=None if requests else skip,
     )
