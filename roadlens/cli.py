@@ -188,7 +188,21 @@ def _run_summary(result, seconds: float) -> dict:
         "rules": meta["ode_events"].get("rules_path", ""),
         "heatmap_png": str(heatmap_meta.get("png", "")),
         "sinks": _sink_summary(result),
+        "checks": _check_summary(result),
     }
+
+
+def _check_summary(result) -> dict[str, dict]:
+    """Each asset check's verdict and, for the quality gates, rows and quarantined rows."""
+    checks = {}
+    for evaluation in result.get_asset_check_evaluations():
+        meta = {k: v.value for k, v in evaluation.metadata.items()}
+        checks[evaluation.check_name] = {
+            "passed": evaluation.passed,
+            "rows": meta.get("rows"),
+            "quarantined": meta.get("quarantined"),
+        }
+    return checks
 
 
 def format_summary(date: str, s: dict) -> str:
@@ -214,6 +228,15 @@ def format_summary(date: str, s: dict) -> str:
     )
     if s.get("heatmap_png"):
         lines.append(f"  heat map           {s['heatmap_png']}")
+    if s.get("checks"):
+        lines.append(
+            "  quality checks     "
+            + " | ".join(
+                f"{name} {'passed' if c['passed'] else 'FAILED'}"
+                + (f" ({c['quarantined']} of {c['rows']} rows quarantined)" if c["rows"] else "")
+                for name, c in s["checks"].items()
+            )
+        )
     for node, meta in s.get("sinks", {}).items():
         if "skipped" in meta:
             lines.append(f"  {node:<18} off ({meta['skipped'].split(': ', 1)[-1]})")

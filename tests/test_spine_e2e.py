@@ -401,6 +401,11 @@ def test_cli_ingest_one_clip(
     events = lake.read_video("events", "veh-01--drive-0001")
     assert events.num_rows == sum(run["events"].values())
     assert Path(run["heatmap_png"]).exists()
+    # The quality gates ran on every table and found the detector's rows clean.
+    checks = run["checks"]
+    assert set(checks) == {"frames_valid", "detections_valid", "events_valid"}
+    assert all(c["passed"] and c["quarantined"] == 0 for c in checks.values())
+    assert checks["detections_valid"]["rows"] == run["detections"]
 
 
 def test_unreadable_named_file_fails_the_run_but_keeps_the_good_one(
