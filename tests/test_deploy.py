@@ -124,6 +124,7 @@ def test_prod_instance_loads_with_queue_limits_retries_and_monitoring(
             ("lane", '"batch"'): 4,
             ("lane", '"microbatch"'): 2,
             ("roadlens/gpu", '{"applyLimitPerUniqueValue": true}'): 1,
+            ("roadlens/source", '{"applyLimitPerUniqueValue": true}'): 1,
         }
         # Backfills and the nightly lane can never take every slot from micro-batches.
         assert limits[("dagster/backfill", "null")] < queue.max_concurrent_runs

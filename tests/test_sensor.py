@@ -167,6 +167,9 @@ def _requested(result: dg.SensorResult) -> list[tuple[str, list[str], list[str]]
         ids, paths = batches[0]["video_ids"], batches[0]["paths"]
         assert request.run_key == batch_run_key(request.partition_key, ids)
         assert request.tags["roadlens/videos"] == str(len(ids))
+        # One source per run (video ids are "<source>--<stem>"): the queue runs a source's
+        # batches one at a time, in order.
+        assert {i.split("--")[0] for i in ids} == {request.tags["roadlens/source"]}
         # Micro-batches run in-process unless the environment says otherwise.
         executor = os.environ.get(MICROBATCH_EXECUTOR_ENV, "").strip() or "in_process"
         assert request.run_config["execution"] == {"config": {executor: {}}}
@@ -438,3 +441,17 @@ def test_held_tick_keeps_the_settling_clock_of_unmarked_files(
     held = _tick(instance, landing, ready_after_s=10.0)
     assert _requested(held) == []
     assert list(json.loads(held.cursor)["settling"]) == [str((landing / "growing.mp4").resolve())]
+
+
+@pytest.mark.slow
+def test_each_source_gets_its_own_run_so_its_chunks_run_in_order(
+    dashcam_clip_dir: LandingClips, landing: Path, instance: dg.DagsterInstance
+) -> None:
+    for index, source in enumerate(("cam-a", "cam-b")):
+        folder = landing / source
+        video = copy_clip(dashcam_clip_dir.clips[index], folder)
+        (folder / f"{video.name}{DONE_MARKER}").touch()
+    result = _tick(instance, landing)
+    runs = _requested(result)
+    assert len(runs) == 2
+    assert sorted(r.tags["roadlens/source"] for r in result.run_requests) == ["cam-a", "cam-b"]

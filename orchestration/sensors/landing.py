@@ -96,6 +96,9 @@ def waiting_microbatches(instance: dg.DagsterInstance) -> int:
     return instance.get_runs_count(dg.RunsFilter(tags=MICROBATCH_TAGS, statuses=WAITING))
 
 
+SOURCE_TAG = "roadlens/source"
+
+
 def plan_ready(
     cursor: dict, candidates: list, *, now: float, ready_after_s: float, limit: int
 ) -> tuple[list, dict]:
@@ -127,7 +130,7 @@ def plan_ready(
 def landing_sensor(
     context: dg.SensorEvaluationContext, sources: SourcesResource
 ) -> dg.SensorResult:
-    """Register new ready videos and request one micro-batch run per capture date.
+    """Register new ready videos and request one micro-batch run per capture date and source.
 
     Each run of ``spine_job`` gets the batch's videos as config of every asset, the
     ``lane: microbatch`` tag (the run queue's micro-batch limit) and the executor named by
@@ -148,14 +151,17 @@ def landing_sensor(
         ready_after_s=sources.ready_after_s,
         limit=0 if held else sources.max_files_per_tick,
     )
-    by_date: dict[str, list] = defaultdict(list)
+    # One run per (capture date, source): the run queue allows one run per source at a
+    # time (tag roadlens/source), so a live source's chunks are processed in order and each
+    # chunk finds its predecessor's detections for continuity (docs/live.md).
+    batches: dict[tuple[str, str], list] = defaultdict(list)
     for candidate in ready:
         try:
             record = register_video(candidate.path, landing_root=landing, sources=sources.sources())
         except (VideoError, ValueError, OSError) as exc:
             context.log.warning(f"skipping {candidate.path}: {exc}")
         else:
-            by_date[record.capture_date].append(record)
+            batches[record.capture_date, record.source_id].append(record)
         next_cursor["done"][str(candidate.path)] = [candidate.size, candidate.mtime_ns]
     requests = [
         dg.RunRequest(
@@ -169,9 +175,13 @@ def landing_sensor(
                 ),
                 **execution,
             },
-            tags={**MICROBATCH_TAGS, "roadlens/videos": str(len(records))},
+            tags={
+                **MICROBATCH_TAGS,
+                SOURCE_TAG: source_id,
+                "roadlens/videos": str(len(records)),
+            },
         )
-        for date, records in sorted(by_date.items())
+        for (date, source_id), records in sorted(batches.items())
     ]
     if held:
         skip = (
