@@ -12,6 +12,7 @@ torch and ultralytics, about 3 s here) would cost far more than the work itself.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Literal
 
@@ -68,3 +69,25 @@ def microbatch_execution_config(executor: ExecutorName | None = None) -> dict[st
     {'execution': {'config': {'in_process': {}}}}
     """
     return {"execution": {"config": {executor or microbatch_executor(): {}}}}
+
+
+GPU_TAG = "roadlens/gpu"
+_CUDA = re.compile(r"(?:cuda(?::(\d+))?|(\d+))")
+
+
+def gpu_run_tags(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{"roadlens/gpu": "<index>"}`` when detection runs on a CUDA device, else ``{}``.
+
+    The device is ``$ROADLENS_DEVICE`` (``cuda:1``, ``cuda`` or ``1``). The run queue allows
+    one run per GPU index (``deploy/dagster.yaml``), and on Kubernetes the tag sends the
+    run to the GPU node pool (``deploy/k8s/gpu-run-tags.yaml``). ``auto`` and ``cpu`` add no
+    tag: the daemon cannot tell whether a run pod will see a GPU.
+
+    >>> gpu_run_tags({"ROADLENS_DEVICE": "cuda:1"}), gpu_run_tags({"ROADLENS_DEVICE": "cpu"})
+    ({'roadlens/gpu': '1'}, {})
+    """
+    env = os.environ if environ is None else environ
+    match = _CUDA.fullmatch(env.get("ROADLENS_DEVICE", "").strip().lower())
+    if match is None:
+        return {}
+    return {GPU_TAG: match.group(1) or match.group(2) or "0"}

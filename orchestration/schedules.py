@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from orchestration.jobs import spine_job
+from orchestration.jobs import gpu_run_tags, spine_job
 
 
 @dg.schedule(
@@ -22,4 +22,4 @@ def nightly_spine_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReque
     """
     now = context.scheduled_execution_time or datetime.now(UTC)
     day = (now.astimezone(UTC) - timedelta(days=1)).date().isoformat()
-    return dg.RunRequest(run_key=f"nightly:{day}", partition_key=day)
+    return dg.RunRequest(run_key=f"nightly:{day}", partition_key=day, tags=gpu_run_tags())

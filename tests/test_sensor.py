@@ -455,3 +455,20 @@ def test_each_source_gets_its_own_run_so_its_chunks_run_in_order(
     runs = _requested(result)
     assert len(runs) == 2
     assert sorted(r.tags["roadlens/source"] for r in result.run_requests) == ["cam-a", "cam-b"]
+
+
+@pytest.mark.slow
+def test_runs_on_a_gpu_carry_its_index_for_the_queue(
+    dashcam_clip_dir: LandingClips,
+    landing: Path,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _place(dashcam_clip_dir, landing, 0, marker=True)
+    monkeypatch.setenv("ROADLENS_DEVICE", "cuda:1")
+    first = _tick(instance, landing)
+    assert [r.tags.get("roadlens/gpu") for r in first.run_requests] == ["1"]
+    _place(dashcam_clip_dir, landing, 1, marker=True)
+    monkeypatch.setenv("ROADLENS_DEVICE", "cpu")
+    second = _tick(instance, landing, first.cursor)
+    assert len(second.run_requests) == 1 and "roadlens/gpu" not in second.run_requests[0].tags

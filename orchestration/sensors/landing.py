@@ -34,7 +34,7 @@ import dagster as dg
 
 from assets.batch import batch_run_config
 from assets.jobs_config import JOB_ASSET_NAMES
-from orchestration.jobs import microbatch_execution_config, spine_job
+from orchestration.jobs import gpu_run_tags, microbatch_execution_config, spine_job
 from resources import SourcesResource
 from roadlens.registry import batch_run_key, list_candidates, register_video
 from roadlens.video import VideoError
@@ -177,6 +177,7 @@ def landing_sensor(
             },
             tags={
                 **MICROBATCH_TAGS,
+                **gpu_run_tags(),
                 SOURCE_TAG: source_id,
                 "roadlens/videos": str(len(records)),
             },
