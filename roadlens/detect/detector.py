@@ -134,6 +134,21 @@ class DetectionResult:
         return self.seconds_model / self.seconds_total if self.seconds_total else 0.0
 
 
+def frame_count(
+    images: Sequence[np.ndarray],
+    frame_numbers: Sequence[int],
+    pts_sec: Sequence[float],
+    video_id: str,
+) -> int:
+    """The number of frames, after checking that every frame has a number and a time."""
+    n = len(images)
+    if not (n == len(frame_numbers) == len(pts_sec)):
+        raise ValueError(
+            f"{video_id}: {n} images but {len(frame_numbers)} frame numbers, {len(pts_sec)} times"
+        )
+    return n
+
+
 class Detector:
     """A loaded YOLO model; :meth:`detect` turns frames into a ``RAW_DETECTIONS`` table."""
 
@@ -245,11 +260,7 @@ class Detector:
     ) -> DetectionResult:
         """Detect (and track, in frame order) objects in ``images`` of one video."""
         load_started = time.perf_counter()
-        n = len(images)
-        if not (n == len(frame_numbers) == len(pts_sec)):
-            raise ValueError(
-                f"{video_id}: {n} images but {len(frame_numbers)} frame numbers, {len(pts_sec)} times"
-            )
+        n = frame_count(images, frame_numbers, pts_sec, video_id)
         if n == 0:
             return self._result(RAW_DETECTIONS.empty_table(), 0, load_started, 0.0, 0.0, 0)
         height, width = images[0].shape[:2]

@@ -39,7 +39,13 @@ import cv2
 import httpx
 import numpy as np
 
-from roadlens.detect.detector import DetectionResult, Detector, DetectorConfig, ProgressFn
+from roadlens.detect.detector import (
+    DetectionResult,
+    Detector,
+    DetectorConfig,
+    ProgressFn,
+    frame_count,
+)
 from roadlens.schema import RAW_DETECTIONS
 
 log = logging.getLogger(__name__)
@@ -505,11 +511,7 @@ class RemoteDetector(Detector):
         from ultralytics.engine.results import Boxes
 
         load_started = time.perf_counter()
-        n = len(images)
-        if not (n == len(frame_numbers) == len(pts_sec)):
-            raise ValueError(
-                f"{video_id}: {n} images but {len(frame_numbers)} frame numbers, {len(pts_sec)} times"
-            )
+        n = frame_count(images, frame_numbers, pts_sec, video_id)
         if n == 0:
             return self._result(RAW_DETECTIONS.empty_table(), 0, load_started, 0.0, 0.0, 0)
         try:
