@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from roadlens.live.status import RecorderState
+
 SourceId = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,119}$", max_length=120)
 ]
@@ -93,7 +95,7 @@ class SourceStatus(BaseModel):
     """A source's recorder state from its status file (``<landing>/<id>/_status.json``)."""
 
     source_id: str
-    state: Literal["STARTING", "RUNNING", "RECONNECTING", "ERROR", "STOPPED"]
+    state: RecorderState
     running_here: bool = Field(description="a recorder thread of this server records it")
     last_heartbeat: datetime | None = None
     heartbeat_age_s: float | None = None
