@@ -24,6 +24,8 @@ class VideoBatch(dg.Config):
     force: bool = False
     source_id: str = ""
     gps: str = ""
+    sample_fps: float = 0.0
+    camera: str = ""
 
 
 def batch_run_config(
@@ -33,6 +35,8 @@ def batch_run_config(
     force: bool = False,
     source_id: str = "",
     gps: str = "",
+    sample_fps: float = 0.0,
+    camera: str = "",
     assets: Iterable[str] = SPINE_ASSETS,
 ) -> dict:
     """Run config that points every asset of the run (default: the spine) at one micro-batch."""
@@ -42,6 +46,8 @@ def batch_run_config(
         "force": force,
         "source_id": source_id,
         "gps": gps,
+        "sample_fps": sample_fps,
+        "camera": camera,
     }
     return {"ops": {name: {"config": batch} for name in assets}}
 

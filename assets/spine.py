@@ -92,10 +92,11 @@ def frames(
         store, context.partition_key, config.video_ids, force=config.force
     ):
         try:
+            camera = sources.camera(record.path, sample_fps=config.sample_fps, kind=config.camera)
             outcome = pipeline.extract_frames(
-                store, record, target_fps=sources.sample_fps, jpeg_quality=sources.jpeg_quality
+                store, record, camera=camera, jpeg_quality=sources.jpeg_quality
             )
-        except (VideoError, FileNotFoundError) as exc:
+        except (VideoError, FileNotFoundError, ValueError) as exc:
             # Keep going: the other videos' frames are good and stay written.
             context.log.error(str(exc))
             failed[record.video_id] = str(exc)
@@ -129,9 +130,16 @@ def detections(
     config: VideoBatch,
     lake: LakeResource,
     detector: DetectorResource,
+    sources: SourcesResource,
 ) -> dg.MaterializeResult:
-    """YOLO boxes with track ids, one file per video; the backend that ran is in the metadata."""
+    """YOLO boxes with track ids, one file per video, decoded once as a bounded stream.
+
+    The backend that ran and the model's full class map are in the metadata.
+    """
     store = lake.lake()
+    weights = detector.resolved_weights()
+    if weights.note:
+        context.log.warning(weights.note)
     model = detector.get_detector()
     outcomes = []
     for record in pipeline.select_videos(
@@ -141,7 +149,10 @@ def detections(
         def progress(done: int, total: int, fps: float, video_id: str = record.video_id) -> None:
             context.log.info(f"{video_id}: {done}/{total} frames, {fps:.1f} frames/s")
 
-        outcome = pipeline.detect_video(store, record, model, progress=progress)
+        camera = sources.camera(record.path, sample_fps=config.sample_fps, kind=config.camera)
+        outcome = pipeline.detect_video(store, record, model, camera=camera, progress=progress)
+        for warning in outcome.extra.get("warnings", []):  # type: ignore[union-attr]
+            context.log.warning(warning)
         outcomes.append(outcome)
     per_class: Counter[str] = Counter()
     for o in outcomes:
@@ -153,6 +164,8 @@ def detections(
             backend=model.backend,
             model=model.model_name,
             model_sha256=model.model_sha256,
+            model_classes={str(k): v for k, v in sorted(model.class_names.items())},
+            demo_fallback=weights.note or "no",
         )
     )
 

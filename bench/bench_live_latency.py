@@ -796,7 +796,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for c in (args.config or ["postgres/in_process/1/1", "postgres/multiprocess/15/5/0"])
     ]
 
-    from roadlens.detect.detector import DEFAULT_WEIGHTS
+    from roadlens.detect.detector import DEMO_WEIGHTS
     from roadlens.sinks.kafka import ensure_topics
 
     workdir = Path(tempfile.mkdtemp(prefix="roadlens-latency-"))
@@ -821,7 +821,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kafka_bootstrap=bootstrap,
                 chunks=args.chunks,
                 chunk_seconds=args.chunk_seconds,
-                weights=DEFAULT_WEIGHTS,
+                weights=DEMO_WEIGHTS,
                 postgres_url=args.postgres_url,
                 drain_timeout_s=args.drain_timeout,
             )

@@ -45,7 +45,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Method, format_spread, interleave, versions
-from roadlens.detect.detector import DEFAULT_WEIGHTS, DetectionResult, Detector, DetectorConfig
+from roadlens.detect.detector import DEMO_WEIGHTS, DetectionResult, Detector, DetectorConfig
 from roadlens.detect.remote import RemoteConfig, RemoteDetector
 from roadlens.video import iter_sampled_frames
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8, help="frames per request")
     parser.add_argument("--inflight", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--url", help="a running provider instead of a loopback detect-server")
-    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    parser.add_argument("--weights", default=str(DEMO_WEIGHTS))
     parser.add_argument("--server-device", default="cpu", help="loopback server's device")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)

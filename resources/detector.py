@@ -8,8 +8,9 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from resources.lake import roadlens_home
-from roadlens.detect.detector import DEFAULT_WEIGHTS, Detector, DetectorConfig
+from roadlens.detect.detector import Detector, DetectorConfig
 from roadlens.detect.remote import URL_ENV, RemoteConfig, RemoteDetector
+from roadlens.detect.weights import ResolvedWeights, resolve_weights
 
 
 class DetectorResource(dg.ConfigurableResource):
@@ -41,10 +42,12 @@ class DetectorResource(dg.ConfigurableResource):
     remote_retries: int = 3
     remote_api_key_env: str = ""
     _detector: Detector | None = PrivateAttr(default=None)
+    _weights: ResolvedWeights | None = PrivateAttr(default=None)
 
     def config(self) -> DetectorConfig:
         return DetectorConfig(
-            weights=self.weights or os.environ.get("ROADLENS_WEIGHTS") or str(DEFAULT_WEIGHTS),
+            # A remote provider runs its own model; nothing local to resolve or download.
+            weights=self.resolved_weights().path if self.remote_config() is None else "remote",
             device=self.device,
             imgsz=self.imgsz,
             conf=self.conf,
@@ -54,6 +57,12 @@ class DetectorResource(dg.ConfigurableResource):
             tracker=self.tracker or None,
             cache_dir=str(roadlens_home()),
         )
+
+    def resolved_weights(self) -> ResolvedWeights:
+        """``weights``, else ``$ROADLENS_WEIGHTS``, else yolo11n.pt (the demo model if offline)."""
+        if self._weights is None:
+            self._weights = resolve_weights(self.weights or None, home=roadlens_home())
+        return self._weights
 
     def remote_config(self) -> RemoteConfig | None:
         """The remote provider's settings, or None to detect locally."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
 
 from resources.lake import roadlens_home
+from roadlens.camera import CameraProfile
 from roadlens.enrich import SourcesConfig, load_sources
 
 
@@ -16,7 +18,8 @@ class SourcesResource(dg.ConfigurableResource):
 
     landing_dir: str = ""
     sources_yaml: str = ""
-    sample_fps: float = 5.0
+    # 0: each source's camera profile decides (sources.yaml `sample_fps` or its kind's default).
+    sample_fps: float = 0.0
     jpeg_quality: int = 90
     max_gps_gap_s: float = 5.0
     ready_after_s: float = 10.0
@@ -26,6 +29,16 @@ class SourcesResource(dg.ConfigurableResource):
         return Path(
             self.landing_dir or os.environ.get("ROADLENS_LANDING") or roadlens_home() / "landing"
         ).resolve()
+
+    def camera(self, video_path: str, *, sample_fps: float = 0.0, kind: str = "") -> CameraProfile:
+        """A video's camera profile: its source's, with run-config overrides applied."""
+        profile = self.sources().camera_for(video_path, self.landing())
+        if kind and kind != profile.kind:
+            profile = CameraProfile.of(
+                kind, classes=profile.classes, keep_frames=profile.keep_frames
+            )
+        fps = sample_fps or self.sample_fps
+        return replace(profile, sample_fps=float(fps)) if fps else profile
 
     def sources(self) -> SourcesConfig:
         path = self.sources_yaml or os.environ.get("ROADLENS_SOURCES", "")

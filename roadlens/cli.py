@@ -56,6 +56,8 @@ def ingest(
     quiet: bool = False,
     log_level: str = "INFO",
     rules: str | None = None,
+    sample_fps: float | None = None,
+    camera: str | None = None,
 ) -> dict:
     """Register ``paths`` and materialize the whole job for their capture dates; return a summary."""
     import dagster as dg
@@ -86,6 +88,16 @@ def ingest(
         )
     landing = (landing or Path(os.path.commonpath([f.resolve().parent for f in files]))).resolve()
     sources = SourcesResource(landing_dir=str(landing))
+    if camera or sample_fps:
+        from roadlens.camera import CameraProfile
+
+        CameraProfile.of(camera, sample_fps=sample_fps)  # a bad --kind/--fps fails before work
+    detector = DetectorResource(**(detector_overrides or {}))
+    if detector.remote_config() is None:
+        # Weights are checked (and yolo11n.pt fetched) before any video is touched.
+        weights = detector.resolved_weights()
+        if weights.note and not quiet:
+            print(f"roadlens: warning: {weights.note}", file=sys.stderr)
     by_date: dict[str, list] = defaultdict(list)
     for f in files:
         record = register_video(
@@ -101,7 +113,7 @@ def ingest(
     resources = {
         "lake": LakeResource(root=str(lake_root)),
         "sources": sources,
-        "detector": DetectorResource(**(detector_overrides or {})),
+        "detector": detector,
         "sinks": SinksResource(),
         "rules": RulesResource(path=rules or ""),
     }
@@ -124,6 +136,8 @@ def ingest(
                     force=force,
                     source_id=source_id or "",
                     gps=gps or "",
+                    sample_fps=sample_fps or 0.0,
+                    camera=camera or "",
                     assets=JOB_ASSET_NAMES,
                 ),
                 "loggers": {"console": {"config": {"log_level": log_level}}},
@@ -176,6 +190,11 @@ def _run_summary(result, seconds: float) -> dict:
         "tracks": sum(v.get("tracks", 0) for v in dets.values()),
         "gps_coverage": gps_rows / rows if rows else 0.0,
         "backend": meta["detections"].get("backend", "?"),
+        "model": meta["detections"].get("model", "?"),
+        "demo_fallback": meta["detections"].get("demo_fallback", "no"),
+        "decode_stopped": {
+            k: v["decode_stopped"] for k, v in dets.items() if v.get("decode_stopped")
+        },
         "seconds": {
             "frames": sum(v["seconds"] for v in frames.values()),
             "detections": sum(v["seconds"] for v in dets.values()),
@@ -215,10 +234,12 @@ def format_summary(date: str, s: dict) -> str:
         + ", ".join(f"{k}={v}" for k, v in s["per_class"].items()),
         f"  tracks             {s['tracks']}",
         f"  GPS coverage       {s['gps_coverage']:.0%}",
-        f"  backend            {s['backend']}",
+        f"  detector           {s.get('model', '?')} on {s['backend']}"
+        + (" (DEMO MODEL: no real detector)" if s.get("demo_fallback", "no") != "no" else ""),
         f"  seconds per stage  frames {secs['frames']:.2f} | detections {secs['detections']:.2f} "
         f"(model {secs['model']:.2f}) | enrich {secs['enrich']:.2f} | run total {secs['run_total']:.2f}",
     ]
+    lines += [f"  decode stopped     {why}" for why in s.get("decode_stopped", {}).values()]
     lines += [f"  output             {p}" for p in s["outputs"]]
     events = s.get("events", {})
     lines.append(
@@ -264,6 +285,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         force=args.force,
         detector_overrides=overrides,
         rules=args.rules,
+        sample_fps=args.fps,
+        camera=args.kind,
     )
     print(
         f'lake: {_lake_root(args)}  (query it: roadlens query "SELECT * FROM detections LIMIT 5")'
@@ -360,8 +383,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         "running the spine (videos -> frames -> detections -> enriched_detections) in-process ..."
     )
+    from roadlens.detect.weights import DEMO_WEIGHTS
+
+    # Synthetic scenes get the detector trained on them; real footage gets a COCO model.
     ingest(
-        [str(c.video_path) for c in clips], lake_root=_lake_root(args), landing=landing, force=True
+        [str(c.video_path) for c in clips],
+        lake_root=_lake_root(args),
+        landing=landing,
+        force=True,
+        detector_overrides={"weights": str(DEMO_WEIGHTS)},
     )
     from roadlens.sinks.duckdb_views import query
 
@@ -578,7 +608,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--source-id", help="source id (default: from sources YAML or the folder layout)"
     )
     p.add_argument("--landing", help="landing root for the <vehicle>/<session>/<file> convention")
-    p.add_argument("--weights", help="ultralytics weights (default: models/roadlens-det.pt)")
+    p.add_argument(
+        "--weights",
+        help="ultralytics weights: .pt, .onnx, an OpenVINO folder, .engine "
+        "(default $ROADLENS_WEIGHTS, else yolo11n.pt)",
+    )
+    p.add_argument(
+        "--fps", type=float, help="frames sampled per second of video (default: the source's)"
+    )
+    p.add_argument(
+        "--kind",
+        choices=["dashcam", "fixed"],
+        help="camera kind, for sampling and tracking defaults (default: the source's, else dashcam)",
+    )
     p.add_argument("--backend", choices=["auto", "pytorch", "openvino", "onnx"])
     p.add_argument("--imgsz", type=int)
     p.add_argument("--force", action="store_true", help="reprocess videos that are done")
@@ -713,6 +755,14 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:  # SinkError and friends: the message names sink and target
         print(f"roadlens: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        # A step's own error (bad weights, a video that cannot be read) reaches Dagster's
+        # wrapper; the user sees the cause, not the wrapper's traceback.
+        cause = getattr(exc, "user_exception", None) or exc.__cause__
+        if isinstance(cause, FileNotFoundError | ValueError | RuntimeError):
+            print(f"roadlens: error: {cause}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -19,14 +20,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
+from roadlens.camera import THUMBNAIL_WIDTH, CameraProfile
 from roadlens.detect.detector import Detector
+from roadlens.detect.weights import road_class_ids
 from roadlens.enrich import SourceIdentity, enrich_detections, read_gps_track
 from roadlens.quality.gate import gate
 from roadlens.registry import VideoRecord
+from roadlens.schema import FRAMES, TIMESTAMP, conform
 from roadlens.sinks.parquet import ParquetLake, WriteStats, safe_segment
-from roadlens.video import sample_video
+from roadlens.video import probe
+from roadlens.video.stream import DecodeReport, FrameIndex, decode_sampled, frame_index, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -89,36 +95,57 @@ def registered_videos(lake: ParquetLake, date: str) -> list[VideoRecord]:
     return [VideoRecord.from_row(row) for row in table.to_pylist()]
 
 
+PREFETCH_FRAMES = 4
+"""Sampled frames decoded ahead of the detector: all the spine ever holds of a video."""
+
+
+def frames_table(index: FrameIndex, video_id: str, start_time: datetime, paths: list) -> pa.Table:
+    """The ``frames`` index of a video: sampled frames with true container timestamps."""
+    n = len(index)
+    start_us = _epoch_us(start_time)
+    # Integer microseconds: exact, and no float rounding in datetime arithmetic.
+    captured = start_us + np.rint(index.pts_sec * 1e6).astype(np.int64)
+    table = pa.table(
+        {
+            "video_id": pa.array([video_id] * n, pa.string()),
+            "frame_number": pa.array(index.frame_number, pa.int64()),
+            "pts_sec": pa.array(index.pts_sec, pa.float64()),
+            "captured_at": pa.array(captured, pa.int64()).cast(TIMESTAMP),
+            "width": pa.array(np.full(n, index.info.width, np.int32)),
+            "height": pa.array(np.full(n, index.info.height, np.int32)),
+            "image_path": pa.array(paths, pa.string()),
+        }
+    )
+    return conform(table, FRAMES)
+
+
 def extract_frames(
     lake: ParquetLake,
     record: VideoRecord,
     *,
-    target_fps: float = 5.0,
+    camera: CameraProfile | None = None,
+    target_fps: float | None = None,
     jpeg_quality: int = 90,
 ) -> StageOutcome:
-    """Sample a video's frames to JPEGs and write the ``frames`` index table."""
+    """Index a video's sampled frames from its container timestamps; keep JPEGs if asked.
+
+    With ``keep_frames: none`` (the default) nothing is decoded here: the detector decodes
+    the sampled frames once, streaming, and captures decode what they need from the video.
+    ``target_fps`` overrides the camera profile's rate.
+    """
+    camera = camera or CameraProfile()
+    fps = target_fps or camera.sample_fps
+    started = time.perf_counter()
+    index = frame_index(record.path, fps)
     final = media_dir(lake, record)
-    # A prefix of the id keeps the name under the file-system limit for the longest ids.
-    staging = lake.staging / f"media-{record.video_id[:64]}-{uuid.uuid4().hex}"
-    try:
-        result = sample_video(
-            record.path,
-            target_fps,
-            out_dir=staging,
-            video_id=record.video_id,
-            start_time=record.capture_start,
-            jpeg_quality=jpeg_quality,
-        )
-        # Swap the whole folder so a re-run never leaves frames of an older sampling behind.
+    paths: list[str | None] = [None] * len(index)
+    problems = index.problems()
+    if camera.keep_frames == "none":
+        # A re-run that keeps nothing must not leave an older run's JPEGs behind.
         shutil.rmtree(final, ignore_errors=True)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    paths = pc.replace_substring(result.table.column("image_path"), str(staging), str(final))
-    table = result.table.set_column(
-        result.table.schema.get_field_index("image_path"), "image_path", paths
-    )
+    else:
+        problems += _write_frame_images(lake, record, index, camera, jpeg_quality, paths)
+    table = frames_table(index, record.video_id, record.capture_start, paths)
     checked = gate(
         lake,
         "frames",
@@ -138,18 +165,56 @@ def extract_frames(
     return StageOutcome(
         record.video_id,
         table.num_rows,
-        result.seconds,
+        time.perf_counter() - started,
         stats,
         {
-            "partial": result.partial,
-            "frames_decoded": result.frames_decoded,
-            "frames_expected": result.frames_expected,
-            "warnings": list(result.warnings),
-            "fps": result.info.fps,
-            "duration_s": result.info.duration_s,
+            "partial": index.partial,
+            "frames_total": index.frames_total,
+            "frames_expected": index.info.frame_count,
+            "warnings": problems,
+            "fps": index.info.fps,
+            "sample_fps": fps,
+            "camera": camera.kind,
+            "keep_frames": camera.keep_frames,
+            "duration_s": index.info.duration_s,
             "quality": checked.as_dict(),
         },
     )
+
+
+def _write_frame_images(
+    lake: ParquetLake,
+    record: VideoRecord,
+    index: FrameIndex,
+    camera: CameraProfile,
+    jpeg_quality: int,
+    paths: list[str | None],
+) -> list[str]:
+    """Decode the sampled frames into JPEGs (thumbnails or full size); fill ``paths``."""
+    final = media_dir(lake, record)
+    # A prefix of the id keeps the name under the file-system limit for the longest ids.
+    staging = lake.staging / f"media-{record.video_id[:64]}-{uuid.uuid4().hex}"
+    staging.mkdir(parents=True, exist_ok=True)
+    info = index.info
+    size = None
+    if camera.keep_frames == "thumbnails" and info.width > THUMBNAIL_WIDTH:
+        size = (THUMBNAIL_WIDTH, max(2, round(info.height * THUMBNAIL_WIDTH / info.width)))
+    position = {n: i for i, n in enumerate(index.frame_number.tolist())}
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+    report = DecodeReport()
+    try:
+        for frame in decode_sampled(index, size=size, report=report):
+            name = f"{frame.frame_number:06d}.jpg"
+            if not cv2.imwrite(str(staging / name), frame.image, params):
+                raise OSError(f"{staging / name}: cv2.imwrite failed for a frame of {info.path}")
+            paths[position[frame.frame_number]] = str(final / name)
+        # Swap the whole folder so a re-run never leaves frames of an older sampling behind.
+        shutil.rmtree(final, ignore_errors=True)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report.problems
 
 
 def detect_video(
@@ -157,30 +222,46 @@ def detect_video(
     record: VideoRecord,
     detector: Detector,
     *,
+    camera: CameraProfile | None = None,
     progress: object | None = None,
 ) -> StageOutcome:
-    """Run the detector (and tracker) over a video's sampled frames."""
+    """Detect and track a video's sampled frames, decoded once in a bounded stream.
+
+    At most :data:`PREFETCH_FRAMES` decoded frames plus one detector batch are held at
+    any time, whatever the video's length. A decode that fails partway keeps the
+    detections of the frames before it and says where it stopped.
+    """
+    camera = camera or CameraProfile()
     frames = lake.read_video(FRAMES_TABLE, record.video_id)
-    paths = frames.column("image_path").to_pylist()
-    read_started = datetime.now(UTC)
-    images = [cv2.imread(p, cv2.IMREAD_COLOR) for p in paths]
-    missing = [p for p, img in zip(paths, images, strict=True) if img is None]
-    if missing:
-        raise FileNotFoundError(
-            f"{record.video_id}: {len(missing)} sampled frames are missing or unreadable, e.g. {missing[0]}; "
-            "re-materialize `frames` for this video"
-        )
-    read_seconds = (datetime.now(UTC) - read_started).total_seconds()
-    pts = frames.column("pts_sec").to_numpy()
-    fps = 1.0 / float(np.median(np.diff(pts))) if len(pts) > 1 else 5.0
-    result = detector.detect(
-        images,
-        frame_numbers=frames.column("frame_number").to_pylist(),
-        pts_sec=pts.tolist(),
+    info = probe(record.path)
+    index = FrameIndex(
+        info=info,
+        frame_number=frames.column("frame_number").to_numpy(),
+        pts_sec=frames.column("pts_sec").to_numpy(),
+        frames_total=info.frame_count,
+    )
+    pts = index.pts_sec
+    fps = 1.0 / float(np.median(np.diff(pts))) if len(pts) > 1 else camera.sample_fps
+    width, height = detector.input_size(info.width, info.height)
+    detector.warmup(height, width)
+    classes = road_class_ids(
+        detector.class_names, camera.classes, model=f"detector {detector.model_name}"
+    )
+    report = DecodeReport()
+    stream = prefetch(
+        decode_sampled(index, size=(width, height), report=report), depth=PREFETCH_FRAMES
+    )
+    result = detector.detect_stream(
+        stream,
         video_id=record.video_id,
+        expected=len(index),
+        frame_size=(info.width, info.height),
         fps=fps,
         progress=progress,  # type: ignore[arg-type]
+        classes=classes,
     )
+    model_classes = {str(k): v for k, v in sorted(detector.class_names.items())}
+    kept = sorted(detector.class_names[i] for i in classes) if classes else "all"
     table = result.table.replace_schema_metadata(
         {
             **(result.table.schema.metadata or {}),
@@ -189,6 +270,8 @@ def detect_video(
             b"backend": result.backend.encode(),
             # The model's classes: the detections' quality gate checks class names against them.
             b"class_names": json.dumps(sorted(set(detector.class_names.values()))).encode(),
+            b"model_classes": json.dumps(model_classes).encode(),
+            b"classes_kept": json.dumps(kept).encode(),
         }
     )
     stats = lake.write_video(
@@ -202,7 +285,7 @@ def detect_video(
     return StageOutcome(
         record.video_id,
         table.num_rows,
-        result.seconds_total + read_seconds,
+        result.seconds_total,
         stats,
         {
             "frames": result.frames,
@@ -212,13 +295,24 @@ def detect_video(
             "model_seconds": result.seconds_model,
             "tracking_seconds": result.seconds_tracking,
             "detect_seconds": result.seconds_total,
-            "read_seconds": read_seconds,
             "model_share": result.model_share,
             "model_name": result.model_name,
             "model_sha256": result.model_sha256,
+            "model_classes": model_classes,
+            "classes_kept": kept,
+            "decoded_frames": report.decoded,
+            "skipped_packets": report.skipped,
+            "decode_stopped": report.stopped,
+            "warnings": report.problems,
             **result.timings,
         },
     )
+
+
+def _epoch_us(when: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime, computed exactly."""
+    delta = when.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def enrich_video(lake: ParquetLake, record: VideoRecord, *, max_gap_s: float = 5.0) -> StageOutcome:

@@ -5,6 +5,7 @@ Rendering and model exports are session-scoped so the slow work happens once per
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,9 @@ from tests.services import (  # noqa: F401 - fixtures for the server-backed sink
     tansu_broker,
 )
 
-# The shared data folder next to the checkout (the real dashcam clip lives there).
+# The shared folders next to the checkout: real clips and real COCO detectors.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 
 CAPTURE_DATE = DEFAULT_START.date().isoformat()  # "2026-05-04": synth clips' creation time
 CLIP_SECONDS = 3.0
@@ -34,12 +36,23 @@ VEHICLE_ID = "veh-01"
 SESSION_ID = "session-a"
 
 
-def shared_data(name: str) -> Path:
-    """A file of the shared data folder; skips the test when it is absent."""
-    path = SHARED_DATA / name
+def _shared(path: Path, what: str) -> Path:
     if not path.exists():
-        pytest.skip(f"shared test data not found: {path}")
+        message = f"shared {what} not found: {path}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (CI must prove the real-footage path)")
+        pytest.skip(message)
     return path
+
+
+def shared_data(name: str) -> Path:
+    """A file of the shared data folder; skips when absent (fails under CI=true)."""
+    return _shared(SHARED_DATA / name, "test data")
+
+
+def shared_model(name: str = "yolo11n_int8_openvino_model") -> Path:
+    """A real COCO detector of the shared models folder; skips when absent (fails under CI)."""
+    return _shared(SHARED_MODELS / name, "detector")
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,10 @@ def roadlens_env(roadlens_home_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     monkeypatch.delenv("ROADLENS_LAKE", raising=False)
     monkeypatch.delenv("ROADLENS_LANDING", raising=False)
     monkeypatch.delenv("ROADLENS_SOURCES", raising=False)
+    # Synthetic scenes get the detector trained on them unless a test names another.
+    from roadlens.detect.weights import DEMO_WEIGHTS
+
+    monkeypatch.setenv("ROADLENS_WEIGHTS", str(DEMO_WEIGHTS))
     return roadlens_home_dir
 
 
@@ -112,12 +129,12 @@ def detector_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Tests assert on plumbing only, never on detection quality.
     """
-    from roadlens.detect.detector import DEFAULT_WEIGHTS
+    from roadlens.detect.detector import DEMO_WEIGHTS
 
-    if not DEFAULT_WEIGHTS.exists():
-        pytest.skip(f"detector weights not found: {DEFAULT_WEIGHTS}")
-    target = tmp_path_factory.mktemp("weights") / DEFAULT_WEIGHTS.name
-    shutil.copy2(DEFAULT_WEIGHTS, target)
+    if not DEMO_WEIGHTS.exists():
+        pytest.skip(f"detector weights not found: {DEMO_WEIGHTS}")
+    target = tmp_path_factory.mktemp("weights") / DEMO_WEIGHTS.name
+    shutil.copy2(DEMO_WEIGHTS, target)
     return target
 
 

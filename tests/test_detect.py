@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from roadlens.detect.detector import DEFAULT_WEIGHTS, Detector, DetectorConfig, letterbox_shape
+from roadlens.detect.detector import DEMO_WEIGHTS, Detector, DetectorConfig, letterbox_shape
 from roadlens.detect.evaluate import evaluate_detections
 from roadlens.synth import render_clip
 from roadlens.video import iter_sampled_frames
@@ -18,7 +18,7 @@ MODEL_CARD_RECALL = 0.75
 MARGIN = 0.05
 
 pytestmark = pytest.mark.skipif(
-    not DEFAULT_WEIGHTS.exists(), reason="demo weights missing from models/"
+    not DEMO_WEIGHTS.exists(), reason="demo weights missing from models/"
 )
 
 

@@ -11,29 +11,32 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import logging
 import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 
+from roadlens.detect.weights import DEMO_WEIGHTS, WeightsError, check_weights
 from roadlens.schema import RAW_DETECTIONS, conform
+from roadlens.video.sample import SampledFrame
 
 log = logging.getLogger(__name__)
 
-REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
-DEFAULT_WEIGHTS = REPO_MODELS / "roadlens-det.pt"
 BACKENDS = ("pytorch", "openvino", "onnx")
 # Export formats by backend, and the file or folder ultralytics writes for each.
 _EXPORT_FORMAT = {"openvino": "openvino", "onnx": "onnx"}
 
 ProgressFn = Callable[[int, int, float], None]
+T = TypeVar("T")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -80,7 +83,7 @@ class DetectorConfig:
     ``botsort.yaml``) or None to skip tracking.
     """
 
-    weights: str = str(DEFAULT_WEIGHTS)
+    weights: str = str(DEMO_WEIGHTS)
     device: str = "cpu"
     imgsz: int = 640
     conf: float = 0.25
@@ -134,6 +137,29 @@ class DetectionResult:
         return self.seconds_model / self.seconds_total if self.seconds_total else 0.0
 
 
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter).
+
+    >>> [len(b) for b in _batches(range(5), 2)]
+    [2, 2, 1]
+    """
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _load_error(weights: Path, exc: BaseException) -> WeightsError:
+    """A weights error naming the file the user set, not a model-cache copy."""
+    detail = str(exc).replace("❌️", "").replace("ERROR", "").strip().splitlines()
+    reason = detail[0].replace(str(weights), "").strip(" :-—") if detail else type(exc).__name__
+    return WeightsError(f"detector weights {weights}: cannot be loaded as a YOLO model ({reason})")
+
+
 def frame_count(
     images: Sequence[np.ndarray],
     frame_numbers: Sequence[int],
@@ -158,10 +184,11 @@ class Detector:
         os.environ.setdefault("YOLO_VERBOSE", "False")
         self.config = config
         weights = Path(config.weights)
-        if not weights.exists() and weights.suffix in (".pt", ".onnx") and os.sep in config.weights:
-            raise FileNotFoundError(f"detector weights not found: {weights}")
+        if weights.exists() or os.sep in config.weights:
+            weights = check_weights(weights)
         self.weights = weights
         self.model_name = weights.stem if weights.suffix else weights.name
+        # A folder model's identity covers every file in it (graph, weights, metadata).
         self.model_sha256 = file_sha256(weights) if weights.exists() else "unknown"
         self.backend = config.resolved_backend()
         self.batch_size = config.resolved_batch_size()
@@ -186,13 +213,17 @@ class Detector:
         key = shape if self.backend != "pytorch" else (0, 0)
         if key in self._models:
             return self._models[key]
-        if self.backend == "pytorch" or self.weights.suffix != ".pt":
-            model = YOLO(str(self.weights), task="detect")
-        else:
-            model = YOLO(str(self._export(shape)), task="detect")
+        try:
+            if self.backend == "pytorch" or self.weights.suffix != ".pt":
+                model = YOLO(str(self.weights), task="detect")
+            else:
+                model = YOLO(str(self._export(shape)), task="detect")
+            # Reading the class map makes ultralytics load an exported model's graph.
+            names = getattr(model, "names", None) or {}
+        except Exception as exc:  # ultralytics raises anything from a bad file
+            raise _load_error(self.weights, exc) from None
         self._models[key] = model
         if not self.class_names:
-            names = getattr(model, "names", None) or {}
             self.class_names = {int(k): str(v) for k, v in dict(names).items()}
         return model
 
@@ -228,7 +259,13 @@ class Detector:
 
     # -- inference ----------------------------------------------------------------------
 
-    def _predict(self, model: object, images: list[np.ndarray], shape: tuple[int, int]) -> list:
+    def _predict(
+        self,
+        model: object,
+        images: list[np.ndarray],
+        shape: tuple[int, int],
+        classes: Sequence[int] | None = None,
+    ) -> list:
         cfg = self.config
         imgsz = list(shape) if self.backend != "pytorch" else cfg.imgsz
         return model.predict(  # type: ignore[attr-defined]
@@ -237,7 +274,7 @@ class Detector:
             conf=cfg.conf,
             iou=cfg.iou,
             device=cfg.device,
-            classes=list(cfg.classes) if cfg.classes else None,
+            classes=list(classes) if classes is not None else None,
             verbose=False,
             batch=len(images),
         )
@@ -246,7 +283,23 @@ class Detector:
         """Load (and export) the model for frames of this size and run it once."""
         shape = letterbox_shape(height, width, self.config.imgsz)
         model = self._model_for(shape)
-        self._predict(model, [np.zeros((height, width, 3), dtype=np.uint8)], shape)
+        try:
+            # ultralytics loads an exported model on its first prediction.
+            self._predict(model, [np.zeros((height, width, 3), dtype=np.uint8)], shape)
+        except Exception as exc:
+            raise _load_error(self.weights, exc) from None
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        """The ``(width, height)`` the model's letterbox scales a frame to before padding.
+
+        Decoding straight to this size skips converting and resizing full-size frames;
+        boxes are scaled back to the source size. Frames are never scaled up.
+
+        >>> Detector(DetectorConfig(weights="w.pt")).input_size(1920, 1080)
+        (640, 360)
+        """
+        ratio = min(self.config.imgsz / max(width, height), 1.0)
+        return round(width * ratio), round(height * ratio)
 
     def detect(
         self,
@@ -257,13 +310,49 @@ class Detector:
         video_id: str,
         fps: float = 5.0,
         progress: ProgressFn | None = None,
+        classes: Sequence[int] | None = None,
     ) -> DetectionResult:
         """Detect (and track, in frame order) objects in ``images`` of one video."""
-        load_started = time.perf_counter()
         n = frame_count(images, frame_numbers, pts_sec, video_id)
-        if n == 0:
+        frames = (
+            SampledFrame(int(k), float(t), image)
+            for k, t, image in zip(frame_numbers, pts_sec, images, strict=True)
+        )
+        return self.detect_stream(
+            frames, expected=n, video_id=video_id, fps=fps, progress=progress, classes=classes
+        )
+
+    def detect_stream(
+        self,
+        frames: Iterable[SampledFrame],
+        *,
+        video_id: str,
+        expected: int | None = None,
+        frame_size: tuple[int, int] | None = None,
+        fps: float = 5.0,
+        progress: ProgressFn | None = None,
+        classes: Sequence[int] | None = None,
+    ) -> DetectionResult:
+        """Detect and track a stream of frames of one video, holding one batch at a time.
+
+        Args:
+            frames: Sampled frames in order, possibly scaled down (see :meth:`input_size`).
+            video_id: The video's id, for the table and errors.
+            expected: How many frames the stream should hold (for progress only).
+            frame_size: ``(width, height)`` of the source video; boxes are scaled from
+                the frames' size to it. None: the frames are at the source size.
+            fps: Samples per second, for the tracker's motion model.
+            progress: Called as ``progress(done, expected, frames_per_second)``.
+            classes: Class ids to keep (None: the config's, else all).
+        """
+        load_started = time.perf_counter()
+        stream = iter(frames)
+        first = next(stream, None)
+        if first is None:
             return self._result(RAW_DETECTIONS.empty_table(), 0, load_started, 0.0, 0.0, 0)
-        height, width = images[0].shape[:2]
+        height, width = first.image.shape[:2]
+        out_w, out_h = frame_size or (width, height)
+        scale = np.array([out_w / width, out_h / height] * 2, dtype=np.float32)
         shape = letterbox_shape(height, width, self.config.imgsz)
         if (shape if self.backend != "pytorch" else (0, 0)) not in self._models:
             self.warmup(height, width)
@@ -272,34 +361,44 @@ class Detector:
         # Loading, exporting and warming up happen once per detector; they are reported apart.
         self.load_seconds += time.perf_counter() - load_started
         started = time.perf_counter()
+        keep = classes if classes is not None else self.config.classes
         tracker = self._new_tracker(fps) if self.config.tracker else None
         per_frame: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        numbers: list[int] = []
+        times: list[float] = []
         model_seconds = tracking_seconds = 0.0
         model = self._model_for(shape)
         last_report = started
-        for start in range(0, n, self.batch_size):
-            batch = list(images[start : start + self.batch_size])
+        total = expected or 0
+        for batch in _batches(itertools.chain([first], stream), self.batch_size):
+            images = [f.image for f in batch]
             t0 = time.perf_counter()
-            results = self._predict(model, batch, shape)
+            results = self._predict(model, images, shape, keep)
             t1 = time.perf_counter()
             model_seconds += t1 - t0
-            for result in results:
+            for frame, result in zip(batch, results, strict=True):
                 boxes = result.boxes.cpu().numpy()
-                xyxy, conf, cls = boxes.xyxy, boxes.conf, boxes.cls
+                conf, cls = boxes.conf, boxes.cls
                 ids = np.full(len(conf), -1, dtype=np.int64)
                 if tracker is not None:
                     tracks = tracker.update(boxes, result.orig_img)
                     if len(tracks):
                         # Column -1 is the index of the detection each track was matched to.
                         ids[tracks[:, -1].astype(int)] = tracks[:, 4].astype(np.int64)
-                per_frame.append((xyxy, conf, cls, ids))
+                per_frame.append((boxes.xyxy * scale, conf, cls, ids))
+                numbers.append(frame.frame_number)
+                times.append(frame.pts_sec)
+            del images, batch, results  # hold no frame beyond its batch
             tracking_seconds += time.perf_counter() - t1
-            done = min(start + self.batch_size, n)
             now = time.perf_counter()
-            if progress is not None and (now - last_report > 2.0 or done == n):
-                progress(done, n, done / max(now - started, 1e-9))
+            if progress is not None and now - last_report > 2.0:
+                done = len(numbers)
+                progress(done, max(total, done), done / max(now - started, 1e-9))
                 last_report = now
-        table = self._to_table(per_frame, frame_numbers, pts_sec, video_id, width, height)
+        n = len(numbers)
+        if progress is not None:
+            progress(n, max(total, n), n / max(time.perf_counter() - started, 1e-9))
+        table = self._to_table(per_frame, numbers, times, video_id, out_w, out_h)
         track_ids = table.column("track_id").drop_null()
         tracks_count = len(np.unique(track_ids.to_numpy())) if len(track_ids) else 0
         return self._result(table, n, started, model_seconds, tracking_seconds, tracks_count)

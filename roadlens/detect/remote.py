@@ -29,7 +29,7 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +38,8 @@ from typing import Any
 import cv2
 import httpx
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from roadlens.detect.detector import (
     DetectionResult,
@@ -47,6 +49,7 @@ from roadlens.detect.detector import (
     frame_count,
 )
 from roadlens.schema import RAW_DETECTIONS
+from roadlens.video.sample import SampledFrame
 
 log = logging.getLogger(__name__)
 
@@ -599,6 +602,51 @@ class RemoteDetector(Detector):
                 "remote_max_in_flight": float(remote.max_in_flight),
             }
         )
+        return result
+
+    def detect_stream(
+        self,
+        frames: Iterable[SampledFrame],
+        *,
+        video_id: str,
+        expected: int | None = None,
+        frame_size: tuple[int, int] | None = None,
+        fps: float = 5.0,
+        progress: ProgressFn | None = None,
+        classes: Sequence[int] | None = None,
+    ) -> DetectionResult:
+        """Remote detection sends batches in parallel from a list, so the stream is gathered.
+
+        Frames arrive at the size the local model would use (a few hundred KB each), and
+        boxes are scaled back to ``frame_size``.
+        """
+        items = list(frames)
+        images = [f.image for f in items]
+        result = self.detect(
+            images,
+            frame_numbers=[f.frame_number for f in items],
+            pts_sec=[f.pts_sec for f in items],
+            video_id=video_id,
+            fps=fps,
+            progress=progress,
+        )
+        del items, images
+        if classes is not None and result.table.num_rows:
+            keep = pc.is_in(result.table.column("class_id"), pa.array(list(classes), pa.int32()))
+            result.table = result.table.filter(keep)
+        if frame_size is None or result.table.num_rows == 0:
+            return result
+        width = result.table.column("frame_width")[0].as_py()
+        height = result.table.column("frame_height")[0].as_py()
+        sx, sy = frame_size[0] / width, frame_size[1] / height
+        table = result.table
+        for name, factor in (("x1", sx), ("y1", sy), ("x2", sx), ("y2", sy)):
+            column = pc.multiply(table.column(name), pa.scalar(factor, pa.float32()))
+            table = table.set_column(table.schema.get_field_index(name), name, column)
+        for name, value in (("frame_width", frame_size[0]), ("frame_height", frame_size[1])):
+            column = pa.array(np.full(table.num_rows, value, np.int32))
+            table = table.set_column(table.schema.get_field_index(name), name, column)
+        result.table = table
         return result
 
     def _check_model(self, model: dict[str, Any], video_id: str) -> None:

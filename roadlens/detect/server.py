@@ -46,7 +46,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from roadlens.detect.detector import DEFAULT_WEIGHTS, Detector, DetectorConfig
+from roadlens.detect.detector import DEMO_WEIGHTS, Detector, DetectorConfig
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class ServerConfig:
     loaded (and, for exported backends, exported) before the first request.
     """
 
-    weights: str = str(DEFAULT_WEIGHTS)
+    weights: str = str(DEMO_WEIGHTS)
     device: str = "cpu"
     backend: str = "auto"
     imgsz: int = 640

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 import yaml
 
+from roadlens.camera import ALL_CLASSES, CameraProfile
 from roadlens.ids import slugify
 
 __all__ = [
@@ -46,7 +47,19 @@ DEFAULT_SOURCE_ID = "default"
 # MP4/MOV writers leave creation_time at 0 (1904 or 1970) when the clock was not set.
 _EARLIEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
 _RULE_KEYS = frozenset(
-    {"source_id", "vehicle_id", "match", "session_id", "gps", "timezone", "rules"}
+    {
+        "source_id",
+        "vehicle_id",
+        "match",
+        "session_id",
+        "gps",
+        "timezone",
+        "rules",
+        "kind",
+        "sample_fps",
+        "classes",
+        "keep_frames",
+    }
 )
 
 
@@ -80,6 +93,7 @@ class SourceRule:
         gps: ``"sidecar"`` (a track next to the video), ``"none"``, or a track file path.
         timezone: IANA zone of naive CSV timestamps.
         rules: the ODE rule file for this source's videos (None: the deployment's).
+        camera: the camera kind, sampling rate, classes kept and frames kept.
     """
 
     source_id: str
@@ -89,6 +103,7 @@ class SourceRule:
     gps: str | Path = "sidecar"
     timezone: str = "UTC"
     rules: Path | None = None
+    camera: CameraProfile = field(default_factory=CameraProfile)
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -148,6 +163,13 @@ class SourcesConfig:
         """The ODE rule file of the source a video belongs to, or None for the default."""
         rule = self.rule_for(video_path, landing_root)
         return rule.rules if rule is not None else None
+
+    def camera_for(
+        self, video_path: str | PathLike[str], landing_root: str | PathLike[str]
+    ) -> CameraProfile:
+        """The camera profile of the source a video belongs to (defaults: a dashcam)."""
+        rule = self.rule_for(video_path, landing_root)
+        return rule.camera if rule is not None else CameraProfile()
 
     def gps_path_for(
         self, video_path: str | PathLike[str], landing_root: str | PathLike[str]
@@ -373,4 +395,25 @@ def _parse_rule(entry: Any, index: int, yaml_path: Path) -> SourceRule:
         gps=gps,
         timezone=tz,
         rules=rules_path,
+        camera=_parse_camera(entry, where),
     )
+
+
+def _parse_camera(entry: dict[str, Any], where: str) -> CameraProfile:
+    """``kind``, ``sample_fps``, ``classes`` and ``keep_frames`` of one entry."""
+    fps = entry.get("sample_fps")
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, int | float)):
+        raise SourceConfigError(f"{where}: 'sample_fps' must be a number, got {fps!r}")
+    classes = entry.get("classes")
+    if classes is not None and classes != ALL_CLASSES:
+        if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+            raise SourceConfigError(
+                f"{where}: 'classes' must be a list of class names or 'all', got {classes!r}"
+            )
+        classes = tuple(classes)
+    try:
+        return CameraProfile.of(
+            entry.get("kind"), sample_fps=fps, classes=classes, keep_frames=entry.get("keep_frames")
+        )
+    except ValueError as exc:
+        raise SourceConfigError(f"{where}: {exc}") from None

@@ -1168,8 +1168,11 @@ def run_actions(
             elif isinstance(spec, AnnotateSpec):
                 for video_id, group in mine.groupby("video_id"):
                     target = annotated_path(lake_root, date, video_id, rule_id)
+                    stored = frames[frames["video_id"] == video_id]
+                    # Sources that keep no JPEGs are drawn over the decoded video itself.
+                    kept = len(stored) and stored.get("image_path", pd.Series()).notna().all()
                     annotate(
-                        frames[frames["video_id"] == video_id],
+                        stored if kept or video_path is None else video_path,
                         detections[detections["video_id"] == video_id],
                         group,
                         target,

@@ -13,10 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,6 +38,10 @@ from roadlens.registry import VideoRecord
 from roadlens.schema import HEATMAPS
 from roadlens.sinks.base import table_fingerprint
 from roadlens.sinks.parquet import ParquetLake
+from roadlens.video.probe import VideoError
+from roadlens.video.stream import decode_frame
+
+log = logging.getLogger(__name__)
 
 EVENTS_TABLE = "events"
 EVENT_STATS_TABLE = "event_stats"
@@ -170,9 +176,18 @@ def stats_for_video(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
     return StageOutcome(record.video_id, table.num_rows, time.perf_counter() - started, stats)
 
 
-def _representative_frame(frames: pd.DataFrame) -> Path | None:
+def _representative_frame(frames: pd.DataFrame, video_path: str) -> np.ndarray | None:
+    """The middle sampled frame: its stored JPEG, else decoded from the video."""
     paths = [p for p in frames.get("image_path", pd.Series(dtype=object)).dropna()]
-    return Path(paths[len(paths) // 2]) if paths else None
+    if paths:
+        return cv2.imread(str(paths[len(paths) // 2]))
+    if not len(frames):
+        return None
+    try:
+        return decode_frame(video_path, float(frames["pts_sec"].iloc[len(frames) // 2]))
+    except (VideoError, FileNotFoundError) as exc:
+        log.warning("no heat map background: %s", exc)
+        return None
 
 
 def heatmap_png_path(lake: ParquetLake, record: VideoRecord, heatmap_id: str) -> Path:
@@ -230,8 +245,7 @@ def heatmaps_for_video(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
         extra["geo_cells"] = len(geo)
     table = pa.concat_tables([t.cast(HEATMAPS) for t in tables])
     stats = _write(lake, HEATMAPS_TABLE, table, record)
-    background_path = _representative_frame(frames)
-    background = cv2.imread(str(background_path)) if background_path else None
+    background = _representative_frame(frames, record.path)
     if background is not None:
         png = heatmap_png_path(lake, record, "dwell")
         png.parent.mkdir(parents=True, exist_ok=True)
