@@ -46,8 +46,7 @@ class DetectorResource(dg.ConfigurableResource):
 
     def config(self) -> DetectorConfig:
         return DetectorConfig(
-            # A remote provider runs its own model; nothing local to resolve or download.
-            weights=self.resolved_weights().path if self.remote_config() is None else "remote",
+            weights=self.resolved_weights().path,
             device=self.device,
             imgsz=self.imgsz,
             conf=self.conf,
@@ -60,6 +59,9 @@ class DetectorResource(dg.ConfigurableResource):
 
     def resolved_weights(self) -> ResolvedWeights:
         """``weights``, else ``$ROADLENS_WEIGHTS``, else yolo11n.pt (the demo model if offline)."""
+        if self._weights is None and self.remote_config() is not None:
+            # A remote provider runs its own model; nothing local to resolve or download.
+            self._weights = ResolvedWeights("remote")
         if self._weights is None:
             self._weights = resolve_weights(self.weights or None, home=roadlens_home())
         return self._weights

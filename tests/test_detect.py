@@ -9,6 +9,7 @@ import pytest
 
 from roadlens.detect.detector import DEMO_WEIGHTS, Detector, DetectorConfig, letterbox_shape
 from roadlens.detect.evaluate import evaluate_detections
+from roadlens.detect.weights import WeightsError
 from roadlens.synth import render_clip
 from roadlens.video import iter_sampled_frames
 
@@ -96,7 +97,7 @@ def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
         Detector(DetectorConfig(backend="tensorrtx"))
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         Detector(DetectorConfig(batch_size=0))
-    with pytest.raises(FileNotFoundError, match="weights not found"):
+    with pytest.raises(WeightsError, match=r"nope\.pt: no such file or folder"):
         Detector(DetectorConfig(weights=str(tmp_path / "nope.pt")))
 
 

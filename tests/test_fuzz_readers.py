@@ -177,8 +177,9 @@ def test_failed_frame_extraction_writes_nothing(data: bytes) -> None:
             return
         frames = lake.read_video(pipeline.FRAMES_TABLE, record.video_id)
         assert frames.num_rows == outcome.rows > 0
-        jpegs = list(pipeline.media_dir(lake, record).glob("*.jpg"))
-        assert len(jpegs) == frames.num_rows
+        # The default keeps no JPEGs: the index is all that is written.
+        assert frames.column("image_path").null_count == frames.num_rows
+        assert not pipeline.media_dir(lake, record).exists()
         assert not any(p.is_file() for p in lake.staging.rglob("*"))
 
 

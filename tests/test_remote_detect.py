@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import cv2
 import dagster as dg
 import httpx
 import numpy as np
@@ -46,7 +45,8 @@ from roadlens.detect.remote import (
 from roadlens.registry import register_video
 from roadlens.sinks.parquet import ParquetLake
 from roadlens.synth import render_clip
-from roadlens.video import iter_sampled_frames
+from roadlens.video import iter_sampled_frames, probe
+from roadlens.video.stream import FrameIndex, decode_sampled
 from tests.conftest import CAPTURE_DATE, LandingClips
 
 pytestmark = pytest.mark.slow
@@ -574,8 +574,16 @@ def test_spine_detections_through_the_remote_provider(
     video_id = records[0].video_id
     raw = lake.read_video(pipeline.RAW_TABLE, video_id)
     frames = lake.read_video(pipeline.FRAMES_TABLE, video_id)
-    images = [cv2.imread(p) for p in frames.column("image_path").to_pylist()]
     pts = frames.column("pts_sec").to_numpy()
+    # No JPEGs are kept by default: decode the sampled frames as the spine does.
+    index = FrameIndex(
+        probe(records[0].path),
+        frames.column("frame_number").to_numpy(),
+        pts,
+        frames.num_rows,
+    )
+    images = [f.image for f in decode_sampled(index)]
+    assert len(images) == frames.num_rows
     local = Detector(
         DetectorConfig(weights=str(detector_weights), conf=0.01, cache_dir=str(roadlens_home_dir))
     ).detect(
