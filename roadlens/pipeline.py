@@ -32,6 +32,7 @@ from roadlens.registry import VideoRecord
 from roadlens.schema import FRAMES, TIMESTAMP, conform
 from roadlens.sinks.parquet import ParquetLake, WriteStats, safe_segment
 from roadlens.video import probe
+from roadlens.video.sample import epoch_us
 from roadlens.video.stream import DecodeReport, FrameIndex, decode_sampled, frame_index, prefetch
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ PREFETCH_FRAMES = 4
 def frames_table(index: FrameIndex, video_id: str, start_time: datetime, paths: list) -> pa.Table:
     """The ``frames`` index of a video: sampled frames with true container timestamps."""
     n = len(index)
-    start_us = _epoch_us(start_time)
+    start_us = epoch_us(start_time)
     # Integer microseconds: exact, and no float rounding in datetime arithmetic.
     captured = start_us + np.rint(index.pts_sec * 1e6).astype(np.int64)
     table = pa.table(
@@ -307,12 +308,6 @@ def detect_video(
             **result.timings,
         },
     )
-
-
-def _epoch_us(when: datetime) -> int:
-    """Microseconds since the Unix epoch of an aware datetime, computed exactly."""
-    delta = when.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def enrich_video(lake: ParquetLake, record: VideoRecord, *, max_gap_s: float = 5.0) -> StageOutcome:

@@ -219,7 +219,7 @@ def sample_video(
     columns: dict[str, list] = {name: [] for name in FRAMES.names}
     images: list[np.ndarray] = []
     jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
-    start_us = _epoch_us(start_time)
+    start_us = epoch_us(start_time)
     for frame in _sample(info, target_fps, max_frames, threads, stats):
         image_path = None
         if out is not None:
@@ -351,7 +351,7 @@ def _problems(info: VideoInfo, stats: _DecodeStats) -> list[str]:
     return problems
 
 
-def _epoch_us(when: datetime) -> int:
+def epoch_us(when: datetime) -> int:
     """Microseconds since the Unix epoch of an aware datetime, computed exactly."""
     delta = when.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -317,7 +317,7 @@ def _hevc_disposable(data: bytes) -> bool:
 def _open(info: VideoInfo) -> Iterator[av.container.InputContainer]:
     """``av.open`` with errors that name the file."""
     try:
-        container = av.open(str(info.path), mode="r")
+        container = av.open(str(info.path), mode="r", metadata_errors="replace")
     except av.FFmpegError as exc:
         raise VideoError(f"{info.path}: cannot open the video: {exc}") from None
     try:
