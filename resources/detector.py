@@ -8,7 +8,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from resources.lake import roadlens_home
-from roadlens.detect.detector import Detector, DetectorConfig
+from roadlens.detect.detector import MOTION_TRACKER, Detector, DetectorConfig
 from roadlens.detect.remote import URL_ENV, RemoteConfig, RemoteDetector
 from roadlens.detect.weights import ResolvedWeights, resolve_weights
 
@@ -32,7 +32,7 @@ class DetectorResource(dg.ConfigurableResource):
     iou: float = 0.5
     batch_size: int = 0
     backend: str = "auto"
-    tracker: str = "bytetrack.yaml"
+    tracker: str = MOTION_TRACKER  # or an ultralytics tracker config; "" for none
     remote_url: str = ""
     remote_format: str = "multipart"
     remote_image_format: str = "jpeg"

@@ -260,6 +260,7 @@ def detect_video(
         fps=fps,
         progress=progress,  # type: ignore[arg-type]
         classes=classes,
+        camera_kind=camera.kind,
     )
     model_classes = {str(k): v for k, v in sorted(detector.class_names.items())}
     kept = sorted(detector.class_names[i] for i in classes) if classes else "all"

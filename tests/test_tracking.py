@@ -25,13 +25,10 @@ import cv2
 import numpy as np
 import pytest
 
-from roadlens.detect.tracking import (
-    CAMERA_KINDS,
-    COCO_CLASS_GROUPS,
-    DEFAULT_SAMPLE_FPS,
-    MotionTracker,
-    TrackerConfig,
-)
+from roadlens.camera import CAMERA_KINDS, DEFAULT_SAMPLE_FPS
+from roadlens.detect.tracking import MotionTracker, TrackerConfig, class_groups
+
+COCO_CLASS_GROUPS = class_groups({1: "bicycle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck"})
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ROADSIDE = SHARED / "data" / "roadside.mp4"

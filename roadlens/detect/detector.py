@@ -25,6 +25,8 @@ from typing import TypeVar
 import numpy as np
 import pyarrow as pa
 
+from roadlens.camera import DEFAULT_CAMERA
+from roadlens.detect.tracking import MotionTracker, TrackerConfig, class_groups
 from roadlens.detect.weights import DEMO_WEIGHTS, WeightsError, check_weights
 from roadlens.schema import RAW_DETECTIONS, conform
 from roadlens.video.sample import SampledFrame
@@ -36,6 +38,9 @@ BACKENDS = ("pytorch", "openvino", "onnx")
 _EXPORT_FORMAT = {"openvino": "openvino", "onnx": "onnx"}
 
 ProgressFn = Callable[[int, int, float], None]
+TrackFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""``track(xyxy, confidence, class_id, image) -> track id per box (-1: none)``, in frame order."""
+MOTION_TRACKER = "motion"
 T = TypeVar("T")
 
 
@@ -79,7 +84,8 @@ class DetectorConfig:
 
     ``backend="auto"`` picks the fastest installed CPU backend on CPU and PyTorch on GPUs.
     ``batch_size=None`` picks 16 on GPUs, 8 for PyTorch on CPU and 1 for the static
-    exported CPU backends. ``tracker`` is an ultralytics tracker config (``bytetrack.yaml``,
+    exported CPU backends. ``tracker`` is ``"motion"`` (:class:`MotionTracker`, tuned per
+    camera kind for sparse sampling), an ultralytics tracker config (``bytetrack.yaml``,
     ``botsort.yaml``) or None to skip tracking.
     """
 
@@ -91,7 +97,7 @@ class DetectorConfig:
     classes: tuple[int, ...] | None = None
     batch_size: int | None = None
     backend: str = "auto"
-    tracker: str | None = "bytetrack.yaml"
+    tracker: str | None = MOTION_TRACKER
     cache_dir: str | None = None
     threads: int | None = None
 
@@ -137,10 +143,10 @@ class DetectionResult:
         return self.seconds_model / self.seconds_total if self.seconds_total else 0.0
 
 
-def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Consecutive lists of ``size`` items (the last may be shorter).
 
-    >>> [len(b) for b in _batches(range(5), 2)]
+    >>> [len(b) for b in batches(range(5), 2)]
     [2, 2, 1]
     """
     batch: list[T] = []
@@ -151,6 +157,61 @@ def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
+
+
+class Collected:
+    """Per-frame boxes gathered for one video's table: a few arrays per frame, no pixels."""
+
+    def __init__(self) -> None:
+        self.boxes: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.frame_numbers: list[int] = []
+        self.pts_sec: list[float] = []
+
+    @property
+    def frames(self) -> int:
+        return len(self.frame_numbers)
+
+    def add(
+        self,
+        frame: SampledFrame,
+        xyxy: np.ndarray,
+        conf: np.ndarray,
+        cls: np.ndarray,
+        ids: np.ndarray,
+    ) -> None:
+        self.boxes.append((xyxy, conf, cls, ids))
+        self.frame_numbers.append(frame.frame_number)
+        self.pts_sec.append(frame.pts_sec)
+
+
+def box_scale(
+    image: np.ndarray, frame_size: tuple[int, int] | None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Factors from ``image``'s pixels to ``frame_size``'s for ``xyxy`` boxes, and that size.
+
+    >>> factors, size = box_scale(np.zeros((360, 640, 3), np.uint8), (1920, 1080))
+    >>> factors.tolist(), size
+    ([3.0, 3.0, 3.0, 3.0], (1920, 1080))
+    """
+    height, width = image.shape[:2]
+    out_w, out_h = frame_size or (width, height)
+    return np.array([out_w / width, out_h / height] * 2, dtype=np.float32), (out_w, out_h)
+
+
+def throttled(
+    progress: ProgressFn | None, expected: int | None, started: float, every_s: float = 2.0
+) -> Callable[..., None]:
+    """``report(done, final=False)``: calls ``progress`` at most every ``every_s`` seconds."""
+    last = [started]
+
+    def report(done: int, final: bool = False) -> None:
+        now = time.perf_counter()
+        if progress is None or not (final or now - last[0] > every_s):
+            return
+        last[0] = now
+        progress(done, max(expected or 0, done), done / max(now - started, 1e-9))
+
+    return report
 
 
 def _load_error(weights: Path, exc: BaseException) -> WeightsError:
@@ -311,6 +372,7 @@ class Detector:
         fps: float = 5.0,
         progress: ProgressFn | None = None,
         classes: Sequence[int] | None = None,
+        camera_kind: str = DEFAULT_CAMERA,
     ) -> DetectionResult:
         """Detect (and track, in frame order) objects in ``images`` of one video."""
         n = frame_count(images, frame_numbers, pts_sec, video_id)
@@ -319,7 +381,13 @@ class Detector:
             for k, t, image in zip(frame_numbers, pts_sec, images, strict=True)
         )
         return self.detect_stream(
-            frames, expected=n, video_id=video_id, fps=fps, progress=progress, classes=classes
+            frames,
+            expected=n,
+            video_id=video_id,
+            fps=fps,
+            progress=progress,
+            classes=classes,
+            camera_kind=camera_kind,
         )
 
     def detect_stream(
@@ -332,6 +400,7 @@ class Detector:
         fps: float = 5.0,
         progress: ProgressFn | None = None,
         classes: Sequence[int] | None = None,
+        camera_kind: str = DEFAULT_CAMERA,
     ) -> DetectionResult:
         """Detect and track a stream of frames of one video, holding one batch at a time.
 
@@ -344,15 +413,15 @@ class Detector:
             fps: Samples per second, for the tracker's motion model.
             progress: Called as ``progress(done, expected, frames_per_second)``.
             classes: Class ids to keep (None: the config's, else all).
+            camera_kind: ``fixed`` or ``dashcam``, for the motion tracker's defaults.
         """
         load_started = time.perf_counter()
         stream = iter(frames)
         first = next(stream, None)
         if first is None:
-            return self._result(RAW_DETECTIONS.empty_table(), 0, load_started, 0.0, 0.0, 0)
+            return self._result(RAW_DETECTIONS.empty_table(), 0, load_started, 0.0, 0.0)
         height, width = first.image.shape[:2]
-        out_w, out_h = frame_size or (width, height)
-        scale = np.array([out_w / width, out_h / height] * 2, dtype=np.float32)
+        scale, (out_w, out_h) = box_scale(first.image, frame_size)
         shape = letterbox_shape(height, width, self.config.imgsz)
         if (shape if self.backend != "pytorch" else (0, 0)) not in self._models:
             self.warmup(height, width)
@@ -362,15 +431,12 @@ class Detector:
         self.load_seconds += time.perf_counter() - load_started
         started = time.perf_counter()
         keep = classes if classes is not None else self.config.classes
-        tracker = self._new_tracker(fps) if self.config.tracker else None
-        per_frame: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        numbers: list[int] = []
-        times: list[float] = []
+        track = self.new_tracker(fps, camera_kind)
+        collected = Collected()
         model_seconds = tracking_seconds = 0.0
         model = self._model_for(shape)
-        last_report = started
-        total = expected or 0
-        for batch in _batches(itertools.chain([first], stream), self.batch_size):
+        report = throttled(progress, expected, started)
+        for batch in batches(itertools.chain([first], stream), self.batch_size):
             images = [f.image for f in batch]
             t0 = time.perf_counter()
             results = self._predict(model, images, shape, keep)
@@ -378,53 +444,38 @@ class Detector:
             model_seconds += t1 - t0
             for frame, result in zip(batch, results, strict=True):
                 boxes = result.boxes.cpu().numpy()
-                conf, cls = boxes.conf, boxes.cls
-                ids = np.full(len(conf), -1, dtype=np.int64)
-                if tracker is not None:
-                    tracks = tracker.update(boxes, result.orig_img)
-                    if len(tracks):
-                        # Column -1 is the index of the detection each track was matched to.
-                        ids[tracks[:, -1].astype(int)] = tracks[:, 4].astype(np.int64)
-                per_frame.append((boxes.xyxy * scale, conf, cls, ids))
-                numbers.append(frame.frame_number)
-                times.append(frame.pts_sec)
+                xyxy, conf, cls = boxes.xyxy, boxes.conf, boxes.cls
+                ids = (
+                    track(xyxy, conf, cls, result.orig_img)
+                    if track is not None
+                    else np.full(len(conf), -1, dtype=np.int64)
+                )
+                collected.add(frame, xyxy * scale, conf, cls, ids)
             del images, batch, results  # hold no frame beyond its batch
             tracking_seconds += time.perf_counter() - t1
-            now = time.perf_counter()
-            if progress is not None and now - last_report > 2.0:
-                done = len(numbers)
-                progress(done, max(total, done), done / max(now - started, 1e-9))
-                last_report = now
-        n = len(numbers)
-        if progress is not None:
-            progress(n, max(total, n), n / max(time.perf_counter() - started, 1e-9))
-        table = self._to_table(per_frame, numbers, times, video_id, out_w, out_h)
-        track_ids = table.column("track_id").drop_null()
-        tracks_count = len(np.unique(track_ids.to_numpy())) if len(track_ids) else 0
-        return self._result(table, n, started, model_seconds, tracking_seconds, tracks_count)
+            report(collected.frames)
+        report(collected.frames, final=True)
+        table = self._to_table(collected, video_id, out_w, out_h)
+        return self._result(table, collected.frames, started, model_seconds, tracking_seconds)
 
-    def _new_tracker(self, fps: float) -> object:
-        from ultralytics.trackers.track import TRACKER_MAP
-        from ultralytics.utils import YAML, IterableSimpleNamespace
-        from ultralytics.utils.checks import check_yaml
+    def new_tracker(self, fps: float, camera_kind: str = DEFAULT_CAMERA) -> TrackFn | None:
+        """A fresh tracker for one video sampled at ``fps``, or None when tracking is off.
 
-        cfg = IterableSimpleNamespace(**YAML.load(check_yaml(self.config.tracker)))
-        if cfg.tracker_type not in ("bytetrack", "botsort"):
-            raise ValueError(f"tracker {self.config.tracker!r}: use a bytetrack or botsort config")
-        if getattr(cfg, "with_reid", False):
-            cfg.with_reid = False  # ReID needs a second model from a hub; motion matching only
-        cfg.device = self.config.device
-        return TRACKER_MAP[cfg.tracker_type](args=cfg)
+        ``motion`` gets :meth:`TrackerConfig.for_camera` defaults, with the model's similar
+        classes (car, bus, truck; bicycle, motorcycle) allowed to swap on one track.
+        """
+        spec = self.config.tracker
+        if not spec:
+            return None
+        if spec == MOTION_TRACKER:
+            config = TrackerConfig.for_camera(
+                camera_kind, class_groups=class_groups(self.class_names)
+            )
+            return MotionTracker(config, fps).update
+        return _ultralytics_tracker(spec, self.config.device)
 
-    def _to_table(
-        self,
-        per_frame: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-        frame_numbers: Sequence[int],
-        pts_sec: Sequence[float],
-        video_id: str,
-        width: int,
-        height: int,
-    ) -> pa.Table:
+    def _to_table(self, collected: Collected, video_id: str, width: int, height: int) -> pa.Table:
+        per_frame = collected.boxes
         counts = np.array([len(f[1]) for f in per_frame], dtype=np.int64)
         total = int(counts.sum())
         if total == 0:
@@ -439,8 +490,10 @@ class Detector:
         table = pa.table(
             {
                 "video_id": pa.array(np.full(total, video_id)),
-                "frame_number": np.repeat(np.asarray(frame_numbers, dtype=np.int64), counts),
-                "pts_sec": np.repeat(np.asarray(pts_sec, dtype=np.float64), counts),
+                "frame_number": np.repeat(
+                    np.asarray(collected.frame_numbers, dtype=np.int64), counts
+                ),
+                "pts_sec": np.repeat(np.asarray(collected.pts_sec, dtype=np.float64), counts),
                 "class_id": cls,
                 "class_name": names[cls],
                 "confidence": conf,
@@ -462,9 +515,10 @@ class Detector:
         started: float,
         model_s: float,
         tracking_s: float,
-        tracks: int,
     ) -> DetectionResult:
         total = time.perf_counter() - started
+        track_ids = table.column("track_id").drop_null()
+        tracks = len(np.unique(track_ids.to_numpy())) if len(track_ids) else 0
         return DetectionResult(
             table=table,
             frames=frames,
@@ -477,3 +531,36 @@ class Detector:
             model_sha256=self.model_sha256,
             timings={"export_s": self.export_seconds, "load_s": self.load_seconds},
         )
+
+
+def _ultralytics_tracker(spec: str, device: str) -> TrackFn:
+    """ByteTrack or BoT-SORT from an ultralytics tracker config, as a :data:`TrackFn`."""
+    from ultralytics.engine.results import Boxes
+    from ultralytics.trackers.track import TRACKER_MAP
+    from ultralytics.utils import YAML, IterableSimpleNamespace
+    from ultralytics.utils.checks import check_yaml
+
+    try:
+        cfg = IterableSimpleNamespace(**YAML.load(check_yaml(spec)))
+    except Exception as exc:  # ultralytics raises anything for a bad name or file
+        raise ValueError(
+            f"tracker {spec!r}: not {MOTION_TRACKER!r} nor a readable tracker config ({exc})"
+        ) from None
+    if cfg.tracker_type not in ("bytetrack", "botsort"):
+        raise ValueError(f"tracker {spec!r}: use {MOTION_TRACKER!r} or a bytetrack/botsort config")
+    if getattr(cfg, "with_reid", False):
+        cfg.with_reid = False  # ReID needs a second model from a hub; motion matching only
+    cfg.device = device
+    # ultralytics' own track() builds its trackers at frame_rate=30 whatever the stride.
+    tracker = TRACKER_MAP[cfg.tracker_type](args=cfg, frame_rate=30)
+
+    def track(xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, image: np.ndarray) -> np.ndarray:
+        data = np.column_stack([xyxy, conf, cls]).astype(np.float32).reshape(-1, 6)
+        ids = np.full(len(data), -1, dtype=np.int64)
+        tracks = tracker.update(Boxes(data, image.shape[:2]), image)
+        if len(tracks):
+            # Column -1 is the index of the detection each track was matched to.
+            ids[tracks[:, -1].astype(int)] = tracks[:, 4].astype(np.int64)
+        return ids
+
+    return track

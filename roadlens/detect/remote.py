@@ -5,8 +5,8 @@ returns the same :class:`~roadlens.detect.detector.DetectionResult` and ``RAW_DE
 table, so the spine uses it transparently (``DetectorResource(remote_url=...)`` or
 ``$ROADLENS_DETECT_URL``). Frames go out in batches (multipart files or JSON with base64
 images), at most ``max_in_flight`` requests at a time per video; boxes come back per frame
-and are fed, in frame order, to the same ultralytics tracker (ByteTrack or BoT-SORT) the
-local path uses, so ``track_id`` is filled exactly as it is locally.
+and are fed, in frame order, to the same tracker the local path uses, so ``track_id`` is
+filled exactly as it is locally.
 
 The provider is RoadLens's own ``roadlens detect-server`` (:mod:`roadlens.detect.server`) or
 any endpoint that accepts the same requests and answers per frame with a list of boxes
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import itertools
 import logging
 import os
 import random
@@ -38,15 +39,17 @@ from typing import Any
 import cv2
 import httpx
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
+from roadlens.camera import DEFAULT_CAMERA
 from roadlens.detect.detector import (
+    Collected,
     DetectionResult,
     Detector,
     DetectorConfig,
     ProgressFn,
-    frame_count,
+    batches,
+    box_scale,
+    throttled,
 )
 from roadlens.schema import RAW_DETECTIONS
 from roadlens.video.sample import SampledFrame
@@ -432,6 +435,9 @@ class RemoteClient:
         return BatchReply(frames, model, server_ms, attempts, encode_s, sent)
 
 
+_Pending = tuple[list[SampledFrame], Future[BatchReply]]
+
+
 # -- the detector -------------------------------------------------------------------------
 
 
@@ -500,110 +506,6 @@ class RemoteDetector(Detector):
         self.connect()
         self.client.detect([np.zeros((height, width, 3), np.uint8)], self.class_names)
 
-    def detect(
-        self,
-        images: Sequence[np.ndarray],
-        *,
-        frame_numbers: Sequence[int],
-        pts_sec: Sequence[float],
-        video_id: str,
-        fps: float = 5.0,
-        progress: ProgressFn | None = None,
-    ) -> DetectionResult:
-        """Detect remotely (batches in parallel), then track here in frame order."""
-        from ultralytics.engine.results import Boxes
-
-        load_started = time.perf_counter()
-        n = frame_count(images, frame_numbers, pts_sec, video_id)
-        if n == 0:
-            return self._result(RAW_DETECTIONS.empty_table(), 0, load_started, 0.0, 0.0, 0)
-        try:
-            self.connect()
-        except RemoteDetectionError as exc:
-            raise RemoteDetectionError(f"{video_id}: remote detector unreachable: {exc}") from None
-        started = time.perf_counter()
-        cfg, remote = self.config, self.remote
-        tracker = self._new_tracker(fps) if cfg.tracker else None
-        keep_classes = np.asarray(cfg.classes) if cfg.classes else None
-        per_frame: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        wait_s = tracking_s = encode_s = server_s = 0.0
-        requests = sent = 0
-        height, width = images[0].shape[:2]
-        starts = list(range(0, n, remote.batch_size))
-
-        def submit(pool: ThreadPoolExecutor, start: int) -> Future[BatchReply]:
-            batch = list(images[start : start + remote.batch_size])
-            return pool.submit(
-                self.client.detect, batch, self.class_names, conf=cfg.conf, classes=cfg.classes
-            )
-
-        retried_before = self.client.retried
-        last_report = started
-        # Workers bound the requests in flight; a queue twice as deep keeps them busy
-        # while this thread tracks, without encoding the whole video up front.
-        with ThreadPoolExecutor(remote.max_in_flight, thread_name_prefix="roadlens-remote") as pool:
-            pending: deque[Future[BatchReply]] = deque()
-            queued = 0
-            try:
-                for start in starts:
-                    while queued < len(starts) and len(pending) < 2 * remote.max_in_flight:
-                        pending.append(submit(pool, starts[queued]))
-                        queued += 1
-                    t0 = time.perf_counter()
-                    try:
-                        reply = pending.popleft().result()
-                    except RemoteDetectionError as exc:
-                        raise RemoteDetectionError(
-                            f"{video_id}: frames from {start}: {exc}"
-                        ) from None
-                    t1 = time.perf_counter()
-                    wait_s += t1 - t0
-                    self._check_model(reply.model, video_id)
-                    requests += reply.attempts
-                    sent += reply.bytes_sent
-                    encode_s += reply.encode_s
-                    server_s += reply.server_ms / 1e3
-                    for offset, frame in enumerate(reply.frames):
-                        image = images[start + offset]
-                        data = np.column_stack([frame.xyxy, frame.conf, frame.cls]).astype(
-                            np.float32
-                        )
-                        keep = data[:, 4] > np.float32(cfg.conf)
-                        if keep_classes is not None:
-                            keep &= np.isin(data[:, 5].astype(np.int64), keep_classes)
-                        boxes = Boxes(data[keep].reshape(-1, 6), image.shape[:2])
-                        ids = np.full(len(boxes.conf), -1, dtype=np.int64)
-                        if tracker is not None:
-                            tracks = tracker.update(boxes, image)
-                            if len(tracks):
-                                # Column -1 is the index of the detection each track matched.
-                                ids[tracks[:, -1].astype(int)] = tracks[:, 4].astype(np.int64)
-                        per_frame.append((boxes.xyxy, boxes.conf, boxes.cls, ids))
-                    tracking_s += time.perf_counter() - t1
-                    done = min(start + remote.batch_size, n)
-                    now = time.perf_counter()
-                    if progress is not None and (now - last_report > 2.0 or done == n):
-                        progress(done, n, done / max(now - started, 1e-9))
-                        last_report = now
-            finally:
-                for future in pending:
-                    future.cancel()
-        table = self._to_table(per_frame, frame_numbers, pts_sec, video_id, width, height)
-        track_ids = table.column("track_id").drop_null()
-        tracks_count = len(np.unique(track_ids.to_numpy())) if len(track_ids) else 0
-        result = self._result(table, n, started, wait_s, tracking_s, tracks_count)
-        result.timings.update(
-            {
-                "remote_requests": float(requests),
-                "remote_retries": float(self.client.retried - retried_before),
-                "remote_server_inference_s": server_s,
-                "remote_encode_s": encode_s,
-                "remote_bytes_sent": float(sent),
-                "remote_max_in_flight": float(remote.max_in_flight),
-            }
-        )
-        return result
-
     def detect_stream(
         self,
         frames: Iterable[SampledFrame],
@@ -614,39 +516,102 @@ class RemoteDetector(Detector):
         fps: float = 5.0,
         progress: ProgressFn | None = None,
         classes: Sequence[int] | None = None,
+        camera_kind: str = DEFAULT_CAMERA,
     ) -> DetectionResult:
-        """Remote detection sends batches in parallel from a list, so the stream is gathered.
+        """Detect remotely, a few batches in flight, and track here in frame order.
 
-        Frames arrive at the size the local model would use (a few hundred KB each), and
-        boxes are scaled back to ``frame_size``.
+        At most ``2 * max_in_flight`` batches of frames are held at once, whatever the
+        video's length; boxes are scaled from the frames' size to ``frame_size``.
         """
-        items = list(frames)
-        images = [f.image for f in items]
-        result = self.detect(
-            images,
-            frame_numbers=[f.frame_number for f in items],
-            pts_sec=[f.pts_sec for f in items],
-            video_id=video_id,
-            fps=fps,
-            progress=progress,
+        load_started = time.perf_counter()
+        stream = iter(frames)
+        first = next(stream, None)
+        if first is None:
+            return self._result(RAW_DETECTIONS.empty_table(), 0, load_started, 0.0, 0.0)
+        try:
+            self.connect()
+        except RemoteDetectionError as exc:
+            raise RemoteDetectionError(f"{video_id}: remote detector unreachable: {exc}") from None
+        started = time.perf_counter()
+        cfg, remote = self.config, self.remote
+        track = self.new_tracker(fps, camera_kind)
+        keep = list(classes if classes is not None else cfg.classes or []) or None
+        keep_ids = np.asarray(keep) if keep else None
+        scale, (out_w, out_h) = box_scale(first.image, frame_size)
+        collected = Collected()
+        wait_s = tracking_s = encode_s = server_s = 0.0
+        requests = sent = 0
+        report = throttled(progress, expected, started)
+        queue = batches(itertools.chain([first], stream), remote.batch_size)
+        retried_before = self.client.retried
+
+        def submit(pool: ThreadPoolExecutor, batch: list[SampledFrame]) -> _Pending:
+            images = [f.image for f in batch]
+            return batch, pool.submit(
+                self.client.detect, images, self.class_names, conf=cfg.conf, classes=keep
+            )
+
+        # Workers bound the requests in flight; a queue twice as deep keeps them busy while
+        # this thread tracks, without reading the whole video ahead.
+        with ThreadPoolExecutor(remote.max_in_flight, thread_name_prefix="roadlens-remote") as pool:
+            pending: deque[_Pending] = deque()
+            try:
+                while True:
+                    while len(pending) < 2 * remote.max_in_flight:
+                        batch = next(queue, None)
+                        if batch is None:
+                            break
+                        pending.append(submit(pool, batch))
+                    if not pending:
+                        break
+                    batch, future = pending.popleft()
+                    t0 = time.perf_counter()
+                    try:
+                        reply = future.result()
+                    except RemoteDetectionError as exc:
+                        raise RemoteDetectionError(
+                            f"{video_id}: frames from {batch[0].frame_number}: {exc}"
+                        ) from None
+                    t1 = time.perf_counter()
+                    wait_s += t1 - t0
+                    self._check_model(reply.model, video_id)
+                    requests += reply.attempts
+                    sent += reply.bytes_sent
+                    encode_s += reply.encode_s
+                    server_s += reply.server_ms / 1e3
+                    for sampled, boxes in zip(batch, reply.frames, strict=True):
+                        # The provider may ignore conf and classes: apply them again here.
+                        mask = boxes.conf > np.float32(cfg.conf)
+                        if keep_ids is not None:
+                            mask &= np.isin(boxes.cls.astype(np.int64), keep_ids)
+                        xyxy = boxes.xyxy[mask].astype(np.float32).reshape(-1, 4)
+                        conf = boxes.conf[mask].astype(np.float32)
+                        cls = boxes.cls[mask].astype(np.float32)
+                        ids = (
+                            track(xyxy, conf, cls, sampled.image)
+                            if track is not None
+                            else np.full(len(conf), -1, dtype=np.int64)
+                        )
+                        collected.add(sampled, xyxy * scale, conf, cls, ids)
+                    del batch, reply  # hold no frame beyond its batch
+                    tracking_s += time.perf_counter() - t1
+                    report(collected.frames)
+            finally:
+                for _, future in pending:
+                    future.cancel()
+        report(collected.frames, final=True)
+        table = self._to_table(collected, video_id, out_w, out_h)
+        result = self._result(table, collected.frames, started, wait_s, tracking_s)
+        result.timings.update(
+            {
+                "remote_requests": float(requests),
+                "remote_retries": float(self.client.retried - retried_before),
+                "remote_server_inference_s": server_s,
+                "remote_encode_s": encode_s,
+                "remote_bytes_sent": float(sent),
+                "remote_max_in_flight": float(remote.max_in_flight),
+            }
         )
-        del items, images
-        if classes is not None and result.table.num_rows:
-            keep = pc.is_in(result.table.column("class_id"), pa.array(list(classes), pa.int32()))
-            result.table = result.table.filter(keep)
-        if frame_size is None or result.table.num_rows == 0:
-            return result
-        width = result.table.column("frame_width")[0].as_py()
-        height = result.table.column("frame_height")[0].as_py()
-        sx, sy = frame_size[0] / width, frame_size[1] / height
-        table = result.table
-        for name, factor in (("x1", sx), ("y1", sy), ("x2", sx), ("y2", sy)):
-            column = pc.multiply(table.column(name), pa.scalar(factor, pa.float32()))
-            table = table.set_column(table.schema.get_field_index(name), name, column)
-        for name, value in (("frame_width", frame_size[0]), ("frame_height", frame_size[1])):
-            column = pa.array(np.full(table.num_rows, value, np.int32))
-            table = table.set_column(table.schema.get_field_index(name), name, column)
-        result.table = table
         return result
 
     def _check_model(self, model: dict[str, Any], video_id: str) -> None:

@@ -23,7 +23,7 @@ predicted motion instead:
   optical flow outside the detections (BoT-SORT's GMC) moves every track with the view.
 
 `TrackerConfig.for_camera` gives the measured defaults for a ``fixed`` camera and a
-``dashcam``; `DEFAULT_SAMPLE_FPS` the sampling rate each was validated at.
+``dashcam``; ``roadlens.camera.DEFAULT_SAMPLE_FPS`` the sampling rate each was validated at.
 
 Example:
     >>> import numpy as np
@@ -39,37 +39,39 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import lap
 import numpy as np
 
+from roadlens.camera import CAMERA_KINDS
+
 __all__ = [
-    "CAMERA_KINDS",
-    "COCO_CLASS_GROUPS",
-    "DEFAULT_SAMPLE_FPS",
+    "SIMILAR_CLASSES",
     "MotionTracker",
     "TrackerConfig",
+    "class_groups",
 ]
 
-CAMERA_KINDS = ("fixed", "dashcam")
+# Class names one object may be labelled with from sample to sample: a vehicle seen as a
+# car, then a truck; a bicycle as a motorcycle. `class_groups` maps them to a model's ids.
+SIMILAR_CLASSES: tuple[tuple[str, ...], ...] = (("car", "bus", "truck"), ("bicycle", "motorcycle"))
 
-# Samples per second of video each camera kind was validated at (tests/test_tracking.py,
-# bench/bench_tracking.py). fixed: on the real roadside clip, line counts at 10 fps agree
-# with ByteTrack on every frame (30 fps) within 1 on every line from y = 0.45 to 0.75, on
-# the mirrored and the time-reversed clip, on sub-segments and from every sampling phase.
-# At 5 fps they hold within 2 up to y = 0.7 but miss up to 3 of 29 at y = 0.75: a vehicle's
-# centre is below that line for about one sample before it leaves the frame, so at 5 fps
-# some of those crossings are never observed, whatever the tracker. dashcam: 5 fps, where
-# tracks on the real dashcam clip are less fragmented than ByteTrack's at the same rate.
-DEFAULT_SAMPLE_FPS: dict[str, float] = {"fixed": 10.0, "dashcam": 5.0}
 
-# COCO classes one object may be labelled with from sample to sample (car, bus, truck;
-# bicycle, motorcycle): pass as ``TrackerConfig(class_groups=COCO_CLASS_GROUPS)`` for a
-# COCO model. The default allows any switch at a cost, since class ids are per model.
-COCO_CLASS_GROUPS: tuple[tuple[int, ...], ...] = ((2, 5, 7), (1, 3))
+def class_groups(class_names: Mapping[int, str]) -> tuple[tuple[int, ...], ...]:
+    """The `SIMILAR_CLASSES` groups of a model's ``{id: name}`` class map, as ids.
+
+    >>> class_groups({1: "bicycle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck"})
+    ((2, 5, 7), (1, 3))
+    >>> class_groups({0: "sprite"})
+    ()
+    """
+    ids_of = {name: i for i, name in class_names.items()}
+    groups = (tuple(sorted(ids_of[n] for n in names if n in ids_of)) for names in SIMILAR_CLASSES)
+    return tuple(g for g in groups if len(g) > 1)
+
 
 _HISTORY = 4  # observations kept per track: the heading spans up to 3 sample intervals
 
@@ -111,7 +113,7 @@ class TrackerConfig:
         heading_tolerance: How far behind its last observation, in box sizes, is still
             jitter and not going back.
         class_switch_cost: Added cost of matching a detection of another class.
-        class_groups: Classes one object may be labelled with (e.g. `COCO_CLASS_GROUPS`);
+        class_groups: Classes one object may be labelled with (e.g. `class_groups` of a model's class map);
             when given, a switch between classes not in one group is forbidden. Empty: any
             switch is allowed at ``class_switch_cost``.
         recovery_iou: A lost track whose prediction matched nothing takes a detection that

@@ -156,7 +156,11 @@ def frame_index(path: str | os.PathLike[str], target_fps: float | None) -> Frame
         raw = np.sort(np.asarray(stamps, dtype=np.int64))
         origin = start if start is not None else int(raw[0])
         pts_sec = (raw - origin) * base
-    picked = sample_grid(pts_sec, target_fps, info.fps)
+    # Frames before the stream's start (an edit list's lead-in) are never shown: sample the rest.
+    shown = int(np.searchsorted(pts_sec, 0.0, side="left"))
+    if shown == len(pts_sec):
+        raise VideoError(f"{info.path}: every frame is timed before the stream's start")
+    picked = sample_grid(pts_sec[shown:], target_fps, info.fps) + shown
     return FrameIndex(
         info=info,
         frame_number=picked,
