@@ -16,11 +16,14 @@ would write instead it is. One run measures, on the same file and the same weigh
    CLI (``-vf fps=5 -pix_fmt bgr24 -f rawvideo -`` into a null sink), OpenCV
    ``grab()``/``retrieve()`` at stride 6 and PyAV (``thread_type=AUTO``, only every 6th
    frame converted to bgr24); each decoder's seconds are reported, the minimum counts.
-   (b) The model alone: ``YOLO(yolo11n_int8_openvino_model).predict(frame, imgsz=640,
-   conf=0.25, iou=0.5)`` over the same sampled frames, decoded beforehand into a bounded
-   buffer (``--buffer`` frames, decoded and predicted in turn, never at once) so only the
-   predict calls are timed; the model is loaded and warmed up untimed. Floor = fastest
-   decode + model: what a process that did nothing but decode and infer would need.
+   (b) The model alone over the same sampled frames, decoded beforehand into a bounded
+   buffer (``--buffer`` frames, decoded and inferred in turn, never at once) so only the
+   model is timed, loaded and warmed up untimed, two ways: ultralytics
+   ``YOLO(yolo11n_int8_openvino_model).predict(frame, imgsz=640, conf=0.25, iou=0.5)``
+   (OpenVINO LATENCY, one frame at a time) and RoadLens's ``OpenVINOEngine`` (the same
+   pre- and post-processing, THROUGHPUT hint, requests in flight); the faster counts.
+   Floor = fastest decode + fastest model: what a process that did nothing but decode and
+   infer would need.
 3. **RoadLens end to end**: ``roadlens ingest <drive> --source-id bench-cam --rules <a
    file with one cross rule>`` in a subprocess with a fresh ``ROADLENS_HOME``, the shared
    weights (``ROADLENS_WEIGHTS``), the PostgreSQL sink on (a fresh database, dropped
@@ -328,27 +331,59 @@ def load_yolo(weights: Path) -> Any:
     return YOLO(str(weights), task="detect")
 
 
-def model_floor(path: Path, weights: Path, buffer: int) -> dict[str, Any]:
-    """Seconds inside ``predict`` over the sampled frames; decoding happens between batches."""
+def ultralytics_runner(weights: Path) -> Any:
+    """Frames in, box counts out: ``YOLO(weights).predict`` one frame at a time."""
+    model = load_yolo(weights)
+
+    def run(images: list[Any]) -> int:
+        found = 0
+        for image in images:
+            found += len(model.predict(image, imgsz=IMGSZ, conf=CONF, iou=IOU, verbose=False)[0])
+        return found
+
+    return run
+
+
+def engine_runner(weights: Path) -> Any:
+    """The same with RoadLens's OpenVINOEngine (THROUGHPUT hint, requests in flight)."""
+    from roadlens.detect.openvino_engine import OpenVINOEngine, ir_file
+
+    xml = ir_file(weights)
+    assert xml is not None, f"{weights} is not an OpenVINO export"
+    engine = OpenVINOEngine(xml)
+
+    def run(images: list[Any]) -> int:
+        pairs = enumerate(images)
+        return sum(len(b) for _, b in engine.run(pairs, conf=CONF, iou=IOU))
+
+    return run
+
+
+MODEL_RUNNERS = {
+    "ultralytics predict (LATENCY)": ultralytics_runner,
+    "RoadLens OpenVINOEngine (THROUGHPUT)": engine_runner,
+}
+
+
+def model_floor(path: Path, weights: Path, buffer: int, runner: str) -> dict[str, Any]:
+    """Seconds inside the model over the sampled frames; decoding happens between chunks."""
     frames = iter_pyav(path)
     first = next(frames)
     began = time.perf_counter()
-    model = load_yolo(weights)
-    model.predict(first, imgsz=IMGSZ, conf=CONF, iou=IOU, verbose=False)  # compile, warm up
+    run = MODEL_RUNNERS[runner](weights)
+    run([first])  # compile, warm up
     load_s = time.perf_counter() - began
     seconds = cpu = 0.0
     count = boxes = 0
     chunk = [first]
     exhausted = False
-    next_note = 300
+    next_note = 500
     while chunk:
-        for image in chunk:
-            started, own0 = time.perf_counter(), time.process_time()
-            result = model.predict(image, imgsz=IMGSZ, conf=CONF, iou=IOU, verbose=False)
-            seconds += time.perf_counter() - started
-            cpu += time.process_time() - own0
-            boxes += len(result[0].boxes)
-            count += 1
+        started, own0 = time.perf_counter(), time.process_time()
+        boxes += run(chunk)
+        seconds += time.perf_counter() - started
+        cpu += time.process_time() - own0
+        count += len(chunk)
         chunk = []
         while not exhausted and len(chunk) < buffer:
             try:
@@ -357,10 +392,11 @@ def model_floor(path: Path, weights: Path, buffer: int) -> dict[str, Any]:
                 exhausted = True
         if count >= next_note and chunk:
             log(f"  model: {count} frames, {seconds / count * 1e3:.1f} ms/frame")
-            next_note += 300
-    del model
+            next_note += 500
+    del run
     gc.collect()
     return {
+        "runner": runner,
         "seconds": seconds,
         "cpu_s": cpu,
         "frames": count,
@@ -382,10 +418,15 @@ def measure_floor(path: Path, weights: Path, buffer: int) -> dict[str, Any]:
         decode[name] = {"seconds": wall, "frames": delivered, "cpu_s": cpu}
         log(f"  {wall:.1f} s, {cpu:.1f} CPU s" + (f", {delivered} frames" if delivered else ""))
     fastest = min(decode, key=lambda k: decode[k]["seconds"])
-    log("floor: model alone on the sampled frames (only predict() timed)")
-    model = model_floor(path, weights, buffer)
-    log(f"  {model['seconds']:.1f} s, {model['cpu_s']:.1f} CPU s for {model['frames']} frames")
+    models = {}
+    for runner in MODEL_RUNNERS:
+        log(f"floor: model alone on the sampled frames with {runner} (only the model timed)")
+        models[runner] = model_floor(path, weights, buffer, runner)
+        got = models[runner]
+        log(f"  {got['seconds']:.1f} s, {got['cpu_s']:.1f} CPU s for {got['frames']} frames")
+    model = min(models.values(), key=lambda m: m["seconds"])
     return {
+        "models": models,
         "decode": decode,
         "decode_min_s": decode[fastest]["seconds"],
         "decode_min_method": fastest,
@@ -824,13 +865,17 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| floor: decode, {name} | {d['seconds']:.1f} s ({d['cpu_s']:.0f} CPU s)"
                 f"{frames}{best} |"
             )
-        model = floor["model"]
+        fastest_model = floor["model"]["runner"]
+        for runner, model in floor["models"].items():
+            best = " (fastest)" if runner == fastest_model else ""
+            lines.append(
+                f"| floor: model alone, {runner} | {model['seconds']:.1f} s "
+                f"({model['cpu_s']:.0f} CPU s), "
+                f"{model['frames']:,} frames, {model['ms_per_frame']:.1f} ms/frame, "
+                f"{model['boxes']:,} boxes (load + warm-up {model['load_and_warmup_s']:.1f} s, "
+                f"untimed){best} |"
+            )
         lines += [
-            f"| floor: model alone (predict only) | {model['seconds']:.1f} s "
-            f"({model['cpu_s']:.0f} CPU s), "
-            f"{model['frames']:,} frames, {model['ms_per_frame']:.1f} ms/frame, "
-            f"{model['boxes']:,} boxes (load + warm-up {model['load_and_warmup_s']:.1f} s, "
-            "untimed) |",
             f"| **floor** (fastest decode + model) | **{floor['floor_s']:.1f} s** "
             f"({floor['floor_cpu_s']:.0f} CPU s) |",
         ]

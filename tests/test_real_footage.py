@@ -145,8 +145,9 @@ def test_detection_holds_a_bounded_number_of_decoded_frames(
     detector = Detector(DetectorConfig(weights=str(shared_model()), tracker=None))
     outcome = pipeline.detect_video(lake, record, detector, camera=camera)
     assert outcome.extra["frames"] == frames.rows
-    # The queue, the frame the decoder waits to queue, the batch, and its last result's copy.
-    bound = pipeline.PREFETCH_FRAMES + 1 + detector.batch_size + 2
+    # The queue, the frame the decoder waits to queue, the model's, the one being tracked and
+    # the decoder's current one.
+    bound = pipeline.PREFETCH_FRAMES + 1 + detector.frames_in_flight + 2
     assert 0 < peak[0] <= bound, f"{peak[0]} decoded frames alive at once (bound {bound})"
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from roadlens.camera import DEFAULT_CAMERA
+from roadlens.detect.openvino_engine import OpenVINOEngine, ir_file
 from roadlens.detect.tracking import MotionTracker, TrackerConfig, class_groups
 from roadlens.detect.weights import DEMO_WEIGHTS, WeightsError, check_weights
 from roadlens.schema import RAW_DETECTIONS, conform
@@ -268,25 +269,47 @@ class Detector:
         return root / self.model_sha256[:16]
 
     def _model_for(self, shape: tuple[int, int]) -> object:
-        """The model for one letterboxed input shape; exported backends are static-shape."""
+        """The model for one letterboxed input shape; exported backends are static-shape.
+
+        A static OpenVINO graph runs on :class:`OpenVINOEngine` (requests in flight), any
+        other model through ultralytics' predictor.
+        """
         from ultralytics import YOLO
 
         key = shape if self.backend != "pytorch" else (0, 0)
         if key in self._models:
             return self._models[key]
         try:
-            if self.backend == "pytorch" or self.weights.suffix != ".pt":
-                model = YOLO(str(self.weights), task="detect")
-            else:
-                model = YOLO(str(self._export(shape)), task="detect")
-            # Reading the class map makes ultralytics load an exported model's graph.
-            names = getattr(model, "names", None) or {}
+            exported = self.backend != "pytorch" and self.weights.suffix == ".pt"
+            source = self._export(shape) if exported else self.weights
+            model: object | None = None
+            xml = ir_file(source) if self.backend == "openvino" else None
+            if xml is not None:
+                model, names = self._engine(xml)
+            if model is None:
+                model = YOLO(str(source), task="detect")
+                # Reading the class map makes ultralytics load an exported model's graph.
+                names = getattr(model, "names", None) or {}
         except Exception as exc:  # ultralytics raises anything from a bad file
             raise _load_error(self.weights, exc) from None
         self._models[key] = model
         if not self.class_names:
             self.class_names = {int(k): str(v) for k, v in dict(names).items()}
         return model
+
+    @staticmethod
+    def _engine(xml: Path) -> tuple[OpenVINOEngine | None, dict[int, str]]:
+        """An engine and the class map of an OpenVINO export; no engine for a dynamic graph."""
+        from ultralytics.utils import YAML
+
+        metadata = xml.parent / "metadata.yaml"
+        names = YAML.load(metadata).get("names", {}) if metadata.is_file() else {}
+        if not names:
+            return None, {}  # no class map beside it: let ultralytics read what it can
+        try:
+            return OpenVINOEngine(xml), names
+        except ValueError:
+            return None, names
 
     def _export(self, shape: tuple[int, int]) -> Path:
         """Export the ``.pt`` weights once per backend and shape, cached by the weights' hash."""
@@ -340,13 +363,47 @@ class Detector:
             batch=len(images),
         )
 
+    @property
+    def frames_in_flight(self) -> int:
+        """Most frames the model holds at once: one batch, or the engine's requests in flight
+        plus the frame waiting for a free one (after :meth:`warmup`)."""
+        engines = [m for m in self._models.values() if isinstance(m, OpenVINOEngine)]
+        return max([self.batch_size] + [e.in_flight + 1 for e in engines])
+
+    def _infer(
+        self,
+        model: object,
+        frames: Iterable[SampledFrame],
+        shape: tuple[int, int],
+        classes: Sequence[int] | None,
+        clock: list[float],
+    ) -> Iterator[tuple[SampledFrame, np.ndarray]]:
+        """``(frame, boxes)`` per frame in order, boxes ``(n, 6)`` as ultralytics'
+        ``boxes.data``; ``clock[0]`` accumulates the seconds spent in the model."""
+        if isinstance(model, OpenVINOEngine):
+            cfg, spent = self.config, model.seconds
+            pairs = ((f, f.image) for f in frames)
+            for frame, boxes in model.run(pairs, conf=cfg.conf, iou=cfg.iou, classes=classes):
+                clock[0] = model.seconds - spent
+                yield frame, boxes
+            return
+        for batch in batches(frames, self.batch_size):
+            t0 = time.perf_counter()
+            results = self._predict(model, [f.image for f in batch], shape, classes)
+            clock[0] += time.perf_counter() - t0
+            data = [r.boxes.data.cpu().numpy() for r in results]
+            del results  # hold no frame beyond its batch
+            yield from zip(batch, data, strict=True)
+
     def warmup(self, height: int, width: int) -> None:
         """Load (and export) the model for frames of this size and run it once."""
         shape = letterbox_shape(height, width, self.config.imgsz)
         model = self._model_for(shape)
+        blank = SampledFrame(0, 0.0, np.zeros((height, width, 3), dtype=np.uint8))
         try:
             # ultralytics loads an exported model on its first prediction.
-            self._predict(model, [np.zeros((height, width, 3), dtype=np.uint8)], shape)
+            for _ in self._infer(model, [blank], shape, None, [0.0]):
+                pass
         except Exception as exc:
             raise _load_error(self.weights, exc) from None
 
@@ -433,30 +490,25 @@ class Detector:
         keep = classes if classes is not None else self.config.classes
         track = self.new_tracker(fps, camera_kind)
         collected = Collected()
-        model_seconds = tracking_seconds = 0.0
+        clock, tracking_seconds = [0.0], 0.0
         model = self._model_for(shape)
         report = throttled(progress, expected, started)
-        for batch in batches(itertools.chain([first], stream), self.batch_size):
-            images = [f.image for f in batch]
-            t0 = time.perf_counter()
-            results = self._predict(model, images, shape, keep)
+        inferred = self._infer(model, itertools.chain([first], stream), shape, keep, clock)
+        for frame, boxes in inferred:
             t1 = time.perf_counter()
-            model_seconds += t1 - t0
-            for frame, result in zip(batch, results, strict=True):
-                boxes = result.boxes.cpu().numpy()
-                xyxy, conf, cls = boxes.xyxy, boxes.conf, boxes.cls
-                ids = (
-                    track(xyxy, conf, cls, result.orig_img)
-                    if track is not None
-                    else np.full(len(conf), -1, dtype=np.int64)
-                )
-                collected.add(frame, xyxy * scale, conf, cls, ids)
-            del images, batch, results  # hold no frame beyond its batch
+            xyxy, conf, cls = boxes[:, :4], boxes[:, 4], boxes[:, 5]
+            ids = (
+                track(xyxy, conf, cls, frame.image)
+                if track is not None
+                else np.full(len(conf), -1, dtype=np.int64)
+            )
+            collected.add(frame, xyxy * scale, conf, cls, ids)
+            del frame
             tracking_seconds += time.perf_counter() - t1
             report(collected.frames)
         report(collected.frames, final=True)
         table = self._to_table(collected, video_id, out_w, out_h)
-        return self._result(table, collected.frames, started, model_seconds, tracking_seconds)
+        return self._result(table, collected.frames, started, clock[0], tracking_seconds)
 
     def new_tracker(self, fps: float, camera_kind: str = DEFAULT_CAMERA) -> TrackFn | None:
         """A fresh tracker for one video sampled at ``fps``, or None when tracking is off.
