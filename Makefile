@@ -32,6 +32,8 @@ ui: setup
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: setup
+	$(BIN)/python bench/bench_headline.py
+	$(BIN)/python bench/bench_tracking.py
 	$(BIN)/python bench/bench_decode.py
 	$(BIN)/python bench/bench_detect.py
 	$(BIN)/python bench/bench_sink_postgres.py

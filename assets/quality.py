@@ -19,7 +19,7 @@ blocks the sinks.
 """
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
@@ -63,9 +63,15 @@ def gate_check_spec(asset: str, name: str, *, blocking: bool) -> dg.AssetCheckSp
 
 
 def gate_check_result(
-    outcomes: Sequence[StageOutcome], *, asset: str, name: str, blocking: bool
+    outcomes: Sequence[StageOutcome],
+    *,
+    asset: str,
+    name: str,
+    blocking: bool,
+    failed_videos: Mapping[str, str] | None = None,
 ) -> dg.AssetCheckResult:
-    """The check verdict over the step's videos, from each outcome's ``extra["quality"]``."""
+    """The check verdict over the step's videos, from each outcome's ``extra["quality"]``;
+    any of ``failed_videos`` (video id: why it could not be processed) fails it."""
     gates = {o.video_id: o.extra["quality"] for o in outcomes if "quality" in o.extra}
     rows = sum(g["rows"] for g in gates.values())
     quarantined = sum(g["quarantined"] for g in gates.values())
@@ -76,7 +82,7 @@ def gate_check_result(
     for g in gates.values():
         for reason, count in g["failed_expectations"].items():
             failed[reason] = failed.get(reason, 0) + int(count or 0)
-    passed = not batch and share <= limit
+    passed = not batch and share <= limit and not failed_videos
     return dg.AssetCheckResult(
         asset_key=asset,
         check_name=name,
@@ -90,6 +96,7 @@ def gate_check_result(
             "max_quarantined_share": dg.MetadataValue.float(float(limit)),
             "failed_expectations": dg.MetadataValue.json(failed),
             "batch_failures": dg.MetadataValue.json(batch),
+            "failed_videos": dg.MetadataValue.json(dict(failed_videos or {})),
             "validation_seconds": dg.MetadataValue.float(
                 round(sum((g["validation_seconds"] for g in gates.values()), 0.0), 4)
             ),

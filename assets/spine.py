@@ -19,6 +19,7 @@ from roadlens.registry import list_candidates, register_video, video_id_of
 from roadlens.video import VideoError
 
 GROUP = "spine"
+DETECTOR_POOL = "detector"  # one slot per instance (dagster.yaml): one model in memory
 
 
 @dg.asset(partitions_def=capture_date, group_name=GROUP, kinds={"parquet"})
@@ -65,9 +66,8 @@ def videos(
         outcomes.append(pipeline.register(store, record))
     context.log.info(f"{date}: registered {len(outcomes)} videos")
     metadata = outcome_metadata(outcomes, skipped=dict(skipped), unreadable=unreadable)
-    if unreadable and config.paths:
-        # Files named explicitly must not vanish silently; the good ones are registered.
-        raise dg.Failure(description="; ".join(unreadable.values()), metadata=metadata)
+    # A bad file never stops the batch: it is logged as an error and listed in the
+    # metadata (``unreadable``), and the good ones go on through the graph.
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -108,13 +108,10 @@ def frames(
     partial = [o.video_id for o in outcomes if o.extra.get("partial")]
     metadata = outcome_metadata(outcomes, partial_videos=partial, failed_videos=failed)
     publish_quarantine(context, sinks, store, "frames", [o.video_id for o in outcomes])
-    check = gate_check_result(outcomes, asset="frames", name="frames_valid", blocking=False)
-    if failed:
-        raise dg.Failure(
-            description=f"{len(failed)} of {len(failed) + len(outcomes)} videos could not be decoded: "
-            + "; ".join(failed.values()),
-            metadata=metadata,
-        )
+    # Videos that cannot be decoded fail the check and are listed; the others go on.
+    check = gate_check_result(
+        outcomes, asset="frames", name="frames_valid", blocking=False, failed_videos=failed
+    )
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
@@ -123,7 +120,7 @@ def frames(
     group_name=GROUP,
     deps=[frames],
     kinds={"pytorch", "parquet"},
-    pool="detector",
+    pool=DETECTOR_POOL,
 )
 def detections(
     context: dg.AssetExecutionContext,
@@ -143,7 +140,11 @@ def detections(
     model = detector.get_detector()
     outcomes = []
     for record in pipeline.select_videos(
-        store, context.partition_key, config.video_ids, force=config.force
+        store,
+        context.partition_key,
+        config.video_ids,
+        force=config.force,
+        needs=pipeline.FRAMES_TABLE,
     ):
 
         def progress(done: int, total: int, fps: float, video_id: str = record.video_id) -> None:
@@ -192,7 +193,11 @@ def enriched_detections(
     outcomes = [
         pipeline.enrich_video(store, record, max_gap_s=sources.max_gps_gap_s)
         for record in pipeline.select_videos(
-            store, context.partition_key, config.video_ids, force=config.force
+            store,
+            context.partition_key,
+            config.video_ids,
+            force=config.force,
+            needs=pipeline.RAW_TABLE,
         )
     ]
     publish_quarantine(context, sinks, store, "detections", [o.video_id for o in outcomes])

@@ -50,6 +50,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import versions
+from roadlens.redact import redact
 from roadlens.sinks.postgres import (
     COPY_HEADER,
     COPY_TRAILER,
@@ -58,7 +59,6 @@ from roadlens.sinks.postgres import (
     pg_type,
     plan_copy,
     prefetch,
-    redact_target,
     upgrade,
 )
 from roadlens.synth.tables import synthetic_detections
@@ -287,10 +287,7 @@ def bench(url: str, rows: int, rounds: int, many_rows: int) -> dict[str, Any]:
     host = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     server = psycopg.connect(url).execute("SHOW server_version").fetchone()[0]
     print()
-    print(
-        f"PostgreSQL {server} at {redact_target(url)}; {host}; "
-        f"median of {rounds} interleaved rounds"
-    )
+    print(f"PostgreSQL {server} at {redact(url)}; {host}; median of {rounds} interleaved rounds")
     print("table: detections, 29 columns, PK + BRIN(time) + btree(source,time) + btree(video)")
     print(f"       + BRIN(lat,lon), monthly partitions; load avg {load_start} -> {load_average()}")
     header = (

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import re
+import signal
 import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import TextIO
 
 import duckdb
 import numpy as np
@@ -99,12 +103,27 @@ def ingest(
         if weights.note and not quiet:
             print(f"roadlens: warning: {weights.note}", file=sys.stderr)
     by_date: dict[str, list] = defaultdict(list)
+    bad_files: dict[str, str] = {}
     for f in files:
-        record = register_video(
-            f, landing_root=landing, sources=sources.sources(), source_id=source_id, gps_path=gps
-        )
+        try:
+            record = register_video(
+                f,
+                landing_root=landing,
+                sources=sources.sources(),
+                source_id=source_id,
+                gps_path=gps,
+            )
+        except (ValueError, OSError) as exc:  # VideoError and GpsError are ValueErrors
+            # One bad file never stops the batch: name it, go on, exit non-zero at the end.
+            bad_files[str(f)] = str(exc)
+            if not quiet:
+                print(f"roadlens: skipping {f}: {exc}", file=sys.stderr)
+            continue
         by_date[record.capture_date].append(record)
-    instance = dg.DagsterInstance.get()
+    by_path = {r.video_id: str(r.path) for rs in by_date.values() for r in rs}
+    from orchestration.run_hygiene import open_instance
+
+    instance = open_instance()
     # The same asset definitions the code location serves; resources are bound per call.
     from assets.spine import SPINE
 
@@ -121,9 +140,22 @@ def ingest(
         "dates": {},
         "lake": str(lake_root),
         "dagster_home": os.environ["DAGSTER_HOME"],
+        "bad_files": bad_files,
     }
+    from assets.spine import DETECTOR_POOL
+    from orchestration.run_hygiene import owner_tags, reclaim_dead_runs, slot_holders
+
+    for line in reclaim_dead_runs(instance):
+        print(f"roadlens: {line}", file=sys.stderr)
     for date, records in sorted(by_date.items()):
         started = time.perf_counter()
+        holders = slot_holders(instance, DETECTOR_POOL)
+        if holders and not quiet:
+            print(
+                f"roadlens: the {DETECTOR_POOL} slot is held by run {', '.join(holders)} "
+                "(another ingest on this home): detection waits until it ends",
+                file=sys.stderr,
+            )
         result = dg.materialize(
             assets,
             partition_key=date,
@@ -142,11 +174,17 @@ def ingest(
                 ),
                 "loggers": {"console": {"config": {"log_level": log_level}}},
             },
-            tags={"lane": "ingest"},
+            tags={"lane": "ingest", **owner_tags()},
         )
         summary["dates"][date] = _run_summary(result, time.perf_counter() - started)
+        for video_id, why in summary["dates"][date]["failed_videos"].items():
+            bad_files[by_path.get(video_id, video_id)] = why
         if not quiet:
             print(format_summary(date, summary["dates"][date]))
+    if bad_files and not quiet:
+        print(f"roadlens: {len(bad_files)} of {len(files)} files could not be processed:")
+        for path, why in bad_files.items():
+            print(f"  {path}: {why}")
     return summary
 
 
@@ -182,6 +220,7 @@ def _run_summary(result, seconds: float) -> dict:
     gps_rows = sum(v["rows"] * v.get("gps_coverage", 0.0) for v in enriched.values())
     return {
         "run_id": result.run_id,
+        "failed_videos": dict(meta["frames"].get("failed_videos", {})),
         "videos": len(frames),
         "frames": sum(v["rows"] for v in frames.values()),
         "partial_videos": [k for k, v in frames.items() if v.get("partial")],
@@ -276,7 +315,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         for k, v in {"weights": args.weights, "backend": args.backend, "imgsz": args.imgsz}.items()
         if v
     }
-    ingest(
+    summary = ingest(
         args.paths,
         lake_root=_lake_root(args),
         landing=Path(args.landing) if args.landing else None,
@@ -291,7 +330,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     print(
         f'lake: {_lake_root(args)}  (query it: roadlens query "SELECT * FROM detections LIMIT 5")'
     )
-    return 0
+    return 1 if summary["bad_files"] else 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -473,7 +512,7 @@ def _sink_settings():
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from roadlens.sinks.base import redact_url
+    from roadlens.redact import redact
     from roadlens.sinks.postgres import upgrade
 
     settings = _sink_settings()
@@ -482,7 +521,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
         raise ValueError("roadlens db upgrade: set ROADLENS_POSTGRES_URL (or pass --url)")
     schema = args.schema or settings.postgres_schema
     applied = upgrade(url, schema)
-    target = f"{redact_url(url)} schema {schema}"
+    target = f"{redact(url)} schema {schema}"
     if applied:
         print(f"applied {len(applied)} migrations to {target}: " + ", ".join(applied))
     else:
@@ -740,29 +779,116 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NoStackTraces(io.TextIOBase):
+    """stderr without stack traces: Dagster's console log prints one under every failed
+    step; the run's event log keeps it (Dagster UI), the user reads the one-line cause.
+    ``ROADLENS_DEBUG=1`` shows them."""
+
+    _STARTS = ("Stack Trace:", "Traceback (most recent call last):")
+    _RECORD = re.compile(r"^(\x1b\[[0-9;]*m)*(\d{4}-\d{2}-\d{2} |roadlens)")
+
+    def __init__(self, target: TextIO) -> None:
+        self.target = target
+        self.skipping = False
+        self.pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self._line(line)
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        if self.skipping and not self._RECORD.match(line):
+            return
+        self.skipping = False
+        if line.strip() in self._STARTS:
+            self.skipping = True
+            self.target.write("  (stack trace left out: it is in the run's Dagster event log)\n")
+            return
+        self.target.write(line + "\n")
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is, or was caused by, an interrupt (SIGINT, or SIGTERM turned into one)."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == (
+            "DagsterExecutionInterruptedError"
+        ):
+            return True
+        exc = getattr(exc, "user_exception", None) or exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+INTERRUPTED = (
+    "roadlens: interrupted: the run is marked failed; videos finished before the interrupt "
+    "stay in the lake, re-run the command to finish the rest"
+)
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    # Dagster stops a run cleanly on SIGINT (at the next safe point); SIGTERM goes that way.
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    stderr = sys.stderr
+    if os.environ.get("ROADLENS_DEBUG") != "1":
+        sys.stderr = _NoStackTraces(stderr)
+    try:
+        return _run(args)
+    finally:
+        sys.stderr.flush()
+        sys.stderr = stderr
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as exc:
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+    except Exception as exc:
+        return _report(exc)
+    except BaseException as exc:  # Dagster's interrupt error is a BaseException
+        if not _interrupted(exc):
+            raise
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+
+
+def _report(exc: Exception) -> int:
+    """One line on stderr for an error that ended a command; its exit status."""
+    if _interrupted(exc):
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+    if isinstance(exc, FileNotFoundError | ValueError):
         print(f"roadlens: error: {exc}", file=sys.stderr)
         return 2
-    except duckdb.Error as exc:
+    if isinstance(exc, duckdb.Error):
         print(f"roadlens: query failed: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
-    except RuntimeError as exc:  # SinkError and friends: the message names sink and target
+    if isinstance(exc, RuntimeError):  # SinkError and friends: the message names sink and target
         print(f"roadlens: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:
-        # A step's own error (bad weights, a video that cannot be read) reaches Dagster's
-        # wrapper; the user sees the cause, not the wrapper's traceback.
-        cause = getattr(exc, "user_exception", None) or exc.__cause__
-        if isinstance(cause, FileNotFoundError | ValueError | RuntimeError):
-            print(f"roadlens: error: {cause}", file=sys.stderr)
-            return 2
-        raise
+    # A step's own error (bad weights, a video that cannot be read) reaches Dagster's
+    # wrapper; the user sees the cause, not the wrapper's traceback.
+    cause = getattr(exc, "user_exception", None) or exc.__cause__
+    if isinstance(cause, FileNotFoundError | ValueError | RuntimeError):
+        print(f"roadlens: error: {cause}", file=sys.stderr)
+        return 2
+    raise exc
 
 
 if __name__ == "__main__":

@@ -365,14 +365,27 @@ def is_done(lake: ParquetLake, video_id: str) -> bool:
 
 
 def select_videos(
-    lake: ParquetLake, date: str, video_ids: list[str] | None, *, force: bool = False
+    lake: ParquetLake,
+    date: str,
+    video_ids: list[str] | None,
+    *,
+    force: bool = False,
+    needs: str | None = None,
 ) -> list[VideoRecord]:
-    """The videos a run of ``date`` processes: the named ones, else every one not yet done."""
+    """The videos a run of ``date`` processes: the named ones, else every one not yet done.
+
+    ``needs`` names the table the stage reads: a video an earlier stage could not process
+    (a file that does not decode) is left out, so the batch's other videos go on.
+    """
     records = registered_videos(lake, date)
     if video_ids:
         by_id = {r.video_id: r for r in records}
         unknown = sorted(set(video_ids) - set(by_id))
         if unknown:
             raise ValueError(f"videos {unknown} are not registered for {date}; register them first")
-        return [by_id[v] for v in video_ids]
-    return [r for r in records if force or not is_done(lake, r.video_id)]
+        chosen = [by_id[v] for v in video_ids]
+    else:
+        chosen = [r for r in records if force or not is_done(lake, r.video_id)]
+    if needs is not None:
+        chosen = [r for r in chosen if lake.has_video(needs, r.video_id)]
+    return chosen

@@ -35,8 +35,9 @@ from roadlens.enrich.gps import (
 from roadlens.enrich.sources import SourceConfigError
 from roadlens.ids import slugify, video_id_for
 from roadlens.ode.rules import RuleError, load_rules
+from roadlens.redact import redact
 from roadlens.registry import register_video, video_id_of
-from roadlens.sinks.base import SinkError, redact_url
+from roadlens.sinks.base import SinkError
 from roadlens.sinks.parquet import ParquetLake, safe_segment
 from roadlens.sinks.settings import SinkSettings, open_sink
 from roadlens.video import PartialVideoWarning, VideoError, mp4, probe, sample_video
@@ -583,7 +584,7 @@ def test_kafka_sasl_password_never_shows(tmp_path: Path, caplog: pytest.LogCaptu
 
 def test_redact_url_hides_credentials_without_a_scheme() -> None:
     # A Kafka bootstrap list has no scheme; every entry's password is hidden.
-    redacted = redact_url("app:s3cret@broker:9092,other:s3cret2@b2:9093,b3:9094")
+    redacted = redact("app:s3cret@broker:9092,other:s3cret2@b2:9093,b3:9094")
     assert "s3cret" not in redacted
     assert redacted == "app:***@broker:9092,other:***@b2:9093,b3:9094"
 

@@ -35,10 +35,10 @@ from roadlens.live import (
     chunk_start_from_name,
     read_chunk_marker,
     read_status,
-    redact_source,
     source_kind,
 )
 from roadlens.live.record import default_ffmpeg
+from roadlens.redact import redact
 from roadlens.registry import list_candidates, register_video
 from roadlens.video import probe
 
@@ -112,8 +112,8 @@ def test_source_kinds_and_redaction() -> None:
     assert source_kind("/dev/video0") == "device"
     assert source_kind("testsrc2", "lavfi") == "device"
     assert source_kind("drive.mp4") == "file"
-    assert redact_source("rtsp://admin:hunter2@cam/live") == "rtsp://admin:***@cam/live"
-    redacted = redact_source("https://cam/live.m3u8?token=s3cret&ch=2")
+    assert redact("rtsp://admin:hunter2@cam/live") == "rtsp://admin:***@cam/live"
+    redacted = redact("https://cam/live.m3u8?token=s3cret&ch=2")
     assert "s3cret" not in redacted and "ch=2" in redacted
 
 

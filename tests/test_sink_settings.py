@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from roadlens.sinks.base import SinkError, percentiles_ms, redact_url
+from roadlens.redact import redact
+from roadlens.sinks.base import SinkError, percentiles_ms
 from roadlens.sinks.settings import SINK_NAMES, SinkSettings, open_sink
 
 
@@ -40,8 +41,8 @@ def test_bad_mqtt_qos_is_named() -> None:
 
 
 def test_redact_url_keeps_urls_without_password() -> None:
-    assert redact_url("mqtt://127.0.0.1:1883") == "mqtt://127.0.0.1:1883"
-    assert redact_url("amqp://guest:guest@h:5672/%2F") == "amqp://guest:***@h:5672/%2F"
+    assert redact("mqtt://127.0.0.1:1883") == "mqtt://127.0.0.1:1883"
+    assert redact("amqp://guest:guest@h:5672/%2F") == "amqp://guest:***@h:5672/%2F"
 
 
 def test_percentiles_are_in_milliseconds() -> None:

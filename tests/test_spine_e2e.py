@@ -406,12 +406,13 @@ def test_cli_ingest_one_clip(
     assert checks["detections_valid"]["rows"] == run["detections"]
 
 
-def test_unreadable_named_file_fails_the_run_but_keeps_the_good_one(
+def test_an_unreadable_named_file_never_stops_the_batch(
     roadlens_env: Path,
     dashcam_clip_dir: LandingClips,
     detector_weights: Path,
     tmp_path: Path,
 ) -> None:
+    """A sensor batch naming a good clip and a broken file: the good one goes all the way."""
     landing = tmp_path / "landing"
     good = copy_clip(dashcam_clip_dir.clips[0], landing / "veh-01" / "session-a")
     bad = landing / "veh-01" / "session-a" / "broken.mp4"
@@ -426,7 +427,10 @@ def test_unreadable_named_file_fails_the_run_but_keeps_the_good_one(
             run_config=batch_run_config(["veh-01--drive-0000"], [str(good), str(bad)]),
             raise_on_error=False,
         )
-    assert not result.success
+    assert result.success
     registered = [r.video_id for r in pipeline.registered_videos(lake, CAPTURE_DATE)]
     assert registered == ["veh-01--drive-0000"]
-    assert not lake.has_video(pipeline.DETECTIONS_TABLE, "veh-01--drive-0000")  # not run on
+    assert lake.has_video(pipeline.DETECTIONS_TABLE, "veh-01--drive-0000")
+    videos = result.asset_materializations_for_node("videos")[0].metadata
+    unreadable = videos["unreadable"].value
+    assert list(unreadable) == [str(bad)] and "broken.mp4" in unreadable[str(bad)]

@@ -36,8 +36,8 @@ from roadlens.live.status import (
     RecorderState,
     RecorderStatus,
     read_status,
-    redact_source,
 )
+from roadlens.redact import redact
 
 __all__ = [
     "STATUS_FILE",
@@ -54,6 +54,6 @@ __all__ = [
     "read_chunk_marker",
     "read_status",
     "record_until_signalled",
-    "redact_source",
+    "redact",
     "source_kind",
 ]

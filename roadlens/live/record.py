@@ -69,10 +69,10 @@ from roadlens.live.status import (
     RecorderState,
     RecorderStatus,
     read_status,
-    redact_source,
     write_atomic,
     write_status,
 )
+from roadlens.redact import redact
 from roadlens.video import mp4
 
 DONE_SUFFIX = ".done"
@@ -415,7 +415,7 @@ class Recorder:
         self._codec = self._initial_codec()
         self._status = RecorderStatus(
             source_id=self.source_id,
-            source=redact_source(config.source),
+            source=redact(config.source),
             chunk_seconds=float(config.chunk_seconds),
             codec=self._codec,
             pid=os.getpid(),

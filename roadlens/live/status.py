@@ -18,19 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from roadlens.sinks.base import redact_url
 
 STATUS_FILE = "_status.json"
 """Name of the status/heartbeat file inside a recorder's output folder."""
-
-_SECRET_PARAMS = re.compile(r"pass|pwd|secret|token|key|auth|sig", re.IGNORECASE)
 
 
 class RecorderState(StrEnum):
@@ -133,30 +127,6 @@ def write_atomic(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def redact_source(source: str) -> str:
-    """``source`` with the URL password and secret-looking query values replaced by ``***``.
-
-    >>> redact_source("rtsp://admin:hunter2@camera.example/live?token=abc&ch=1")
-    'rtsp://admin:***@camera.example/live?token=***&ch=1'
-    >>> redact_source("/videos/clip.mp4")
-    '/videos/clip.mp4'
-    """
-    if "://" not in source:
-        return source
-    redacted = redact_url(source)
-    try:
-        parts = urlsplit(redacted)
-    except ValueError:
-        return "<unparseable url>"
-    if not parts.query:
-        return redacted
-    query = [
-        (k, "***" if _SECRET_PARAMS.search(k) else v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
 
 
 def _iso(value: datetime) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from roadlens.ids import slugify
-from roadlens.live.status import redact_source
+from roadlens.redact import redact
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
 
@@ -33,7 +33,7 @@ class SourceNotFoundError(LookupError):
 
 def public_url(url: str | None) -> str | None:
     """``url`` as responses show it: passwords and secret query values as ``***``."""
-    return None if url is None else redact_source(url)
+    return None if url is None else redact(url)
 
 
 def expand_url(url: str, env: dict[str, str] | None = None) -> str:

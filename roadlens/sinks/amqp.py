@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pika.adapters.select_connection import SelectConnection
 
+from roadlens.redact import redact, scrub
 from roadlens.schema import SINK_TABLES, table_version
 from roadlens.sinks.base import (
     SinkBase,
@@ -47,10 +48,9 @@ from roadlens.sinks.base import (
     Stopwatch,
     id_column,
     percentiles_ms,
-    redact_url,
 )
 from roadlens.sinks.encode import iter_bytes, json_lines
-from roadlens.sinks.state import LocalManifest, default_state_dir, scrub_password
+from roadlens.sinks.state import LocalManifest, default_state_dir
 
 # How often the I/O loop hands control back to check deadlines (seconds).
 _TICK_S = 0.25
@@ -141,7 +141,7 @@ class AmqpSink(SinkBase):
         window: int = 500,
     ) -> None:
         if urlsplit(url).scheme not in ("amqp", "amqps"):
-            raise SinkError(f"amqp: {redact_url(url)} is not an amqp:// or amqps:// URL")
+            raise SinkError(f"amqp: {redact(url)} is not an amqp:// or amqps:// URL")
         self.url = url
         self.exchange = exchange
         self.exchange_type = exchange_type
@@ -171,12 +171,12 @@ class AmqpSink(SinkBase):
 
     @property
     def target(self) -> str:
-        return f"{redact_url(self.url)} exchange {self.exchange!r}"
+        return f"{redact(self.url)} exchange {self.exchange!r}"
 
     def _error(self, message: str) -> SinkError:
         # Scrub only the message: the target is redacted already, and a password equal to
         # the user name (guest/guest) would otherwise blank the user name too.
-        return SinkError(f"amqp ({self.target}): {scrub_password(message, self.url)}")
+        return SinkError(f"amqp ({self.target}): {scrub(message, self.url)}")
 
     def _open(self) -> None:
         self._ready, self._failure, self._published, self._channel = False, "", 0, None

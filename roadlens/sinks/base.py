@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, Self, runtime_checkable
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pyarrow as pa
@@ -154,38 +153,6 @@ def percentiles_ms(samples_s: Iterable[float] | np.ndarray) -> dict[str, float]:
         "p99": float(p99),
         "max": float(values.max() * 1000),
     }
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for logs, errors and metadata).
-
-    A Kafka bootstrap list has no scheme (``user:pw@host:9092,host2:9092``): each
-    comma-separated entry is read as ``//entry``, so its password is found too.
-
-    >>> redact_url("postgresql://app:secret@db:5432/x")
-    'postgresql://app:***@db:5432/x'
-    >>> redact_url("app:secret@broker:9092,b2:9092")
-    'app:***@broker:9092,b2:9092'
-    """
-    if "://" not in url:
-        return ",".join(
-            _redact(f"//{entry}")[2:] if "@" in entry else entry for entry in url.split(",")
-        )
-    return _redact(url)
-
-
-def _redact(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 class Stopwatch:

@@ -65,6 +65,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from roadlens.redact import redact
 from roadlens.schema import SCHEMA_VERSION, SINK_TABLES, table_version
 from roadlens.sinks.base import (
     SinkBase,
@@ -72,7 +73,6 @@ from roadlens.sinks.base import (
     SinkWrite,
     id_column,
     percentiles_ms,
-    redact_url,
 )
 from roadlens.sinks.encode import json_lines
 from roadlens.sinks.proto import CONTENT_TYPE as PROTOBUF_CONTENT_TYPE
@@ -936,7 +936,7 @@ class KafkaSink(SinkBase):
             self._delivery.close()
             reason = exc.args[0] if exc.args else exc
             raise SinkError(
-                f"kafka: cannot reach or set up topics on {redact_url(bootstrap)}: {reason}"
+                f"kafka: cannot reach or set up topics on {redact(bootstrap)}: {reason}"
             ) from exc
         self.topics = created
 
@@ -985,7 +985,7 @@ class KafkaSink(SinkBase):
                 continue
             if (
                 manifest.get("topic") == self.topic(table)
-                and manifest.get("bootstrap") == redact_url(self.bootstrap)
+                and manifest.get("bootstrap") == redact(self.bootstrap)
                 and manifest.get("value_format") == self.value_format
             ):
                 out[video_id] = str(manifest.get("fingerprint", ""))
@@ -1027,7 +1027,7 @@ class KafkaSink(SinkBase):
             "fingerprint": fingerprint,
             "rows": rows,
             "topic": topic,
-            "bootstrap": redact_url(self.bootstrap),
+            "bootstrap": redact(self.bootstrap),
             "value_format": self.value_format,
             "table": table,
             "video_id": video_id,
@@ -1098,7 +1098,7 @@ class KafkaSink(SinkBase):
                 log.error("kafka: %s %s: %d records spooled to %s", table, video_id, spooled, path)
                 raise KafkaSpoolError(
                     f"kafka: {table} {video_id}: {spooled} of {rows} records undeliverable to "
-                    f"{redact_url(self.bootstrap)} after {outcome.attempts} attempts ({errors}); "
+                    f"{redact(self.bootstrap)} after {outcome.attempts} attempts ({errors}); "
                     f"{outcome.delivered} delivered, {outcome.dlq} to {self._delivery.dlq_topic}; "
                     f"spooled to {path}. When the broker is back run `roadlens replay-spool` "
                     "or re-run the partition.",

@@ -56,6 +56,7 @@ import pymongo
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
+from roadlens.redact import redact, scrub
 from roadlens.schema import SINK_TABLES
 from roadlens.sinks.base import (
     SinkBase,
@@ -64,9 +65,7 @@ from roadlens.sinks.base import (
     Stopwatch,
     id_column,
     percentiles_ms,
-    redact_url,
 )
-from roadlens.sinks.state import scrub_password
 
 MARKERS = "export_batches"
 LOCKS = "locks"
@@ -353,10 +352,10 @@ class MongoSink(SinkBase):
             )
             client.admin.command("ping")
         except PyMongoError as exc:
-            reason = scrub_password(_brief(exc), url)
-            raise SinkError(f"mongo ({redact_url(url)}): cannot connect: {reason}") from None
+            reason = scrub(_brief(exc), url)
+            raise SinkError(f"mongo ({redact(url)}): cannot connect: {reason}") from None
         sink = cls(client, database, **kw)
-        sink.target = f"{redact_url(url)} database {database!r}"
+        sink.target = f"{redact(url)} database {database!r}"
         sink._url = url
         sink._owns_client = True
         return sink
@@ -366,7 +365,7 @@ class MongoSink(SinkBase):
             self.client.close()
 
     def _error(self, message: str) -> SinkError:
-        return SinkError(f"mongo ({self.target}): {scrub_password(message, self._url)}")
+        return SinkError(f"mongo ({self.target}): {scrub(message, self._url)}")
 
     # --- collections --------------------------------------------------------------------
 

@@ -32,16 +32,16 @@ import paho.mqtt.client as mqtt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from roadlens.redact import redact, scrub
 from roadlens.sinks.base import (
     SinkBase,
     SinkError,
     SinkWrite,
     Stopwatch,
     percentiles_ms,
-    redact_url,
 )
 from roadlens.sinks.encode import iter_bytes, json_lines
-from roadlens.sinks.state import LocalManifest, default_state_dir, scrub_password
+from roadlens.sinks.state import LocalManifest, default_state_dir
 
 # Characters that are wildcards or separators in MQTT topic names.
 _TOPIC_UNSAFE = r"[/+#\x00]"
@@ -139,7 +139,7 @@ class MqttSink(SinkBase):
             raise SinkError(f"mqtt: topic prefix {topic_prefix!r} is empty or holds a wildcard")
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise SinkError(f"mqtt: {redact_url(url)} is not an mqtt:// or mqtts:// URL")
+            raise SinkError(f"mqtt: {redact(url)} is not an mqtt:// or mqtts:// URL")
         self.url = url
         self.topic_prefix = topic_prefix.rstrip("/")
         self.qos = qos
@@ -189,10 +189,10 @@ class MqttSink(SinkBase):
 
     @property
     def target(self) -> str:
-        return redact_url(self.url)
+        return redact(self.url)
 
     def _error(self, message: str) -> SinkError:
-        return SinkError(f"mqtt ({self.target}): {scrub_password(message, self.url)}")
+        return SinkError(f"mqtt ({self.target}): {scrub(message, self.url)}")
 
     def _connect(self) -> None:
         inflight = self._inflight

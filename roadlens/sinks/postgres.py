@@ -54,8 +54,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
+from roadlens.redact import redact, scrub
 from roadlens.schema import SINK_TABLES
-from roadlens.sinks.base import SinkBase, SinkError, SinkWrite, percentiles_ms, redact_url
+from roadlens.sinks.base import SinkBase, SinkError, SinkWrite, percentiles_ms
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "sql" / "postgres"
 DEFAULT_SCHEMA = "roadlens"
@@ -413,36 +414,9 @@ def validate_schema(schema: str) -> str:
     return schema
 
 
-_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-
-
-def redact_target(url: str) -> str:
-    """``url`` (a URL or a libpq ``key=value`` string) with any password replaced by ``***``."""
-    if "://" in url:
-        return redact_url(url)
-    return _KEYWORD_PASSWORD.sub(r"\1***", url)
-
-
-def _password_of(url: str) -> str | None:
-    if "://" in url:
-        from urllib.parse import unquote, urlsplit
-
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            return None
-        return unquote(password) if password else None
-    match = _KEYWORD_PASSWORD.search(url)
-    return match.group(2).strip("'") if match else None
-
-
 def _describe(exc: BaseException, url: str) -> str:
     """A one-paragraph description of a driver error, scrubbed of the password."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    password = _password_of(url)
-    if password:
-        text = text.replace(password, "***")
-    return text
+    return scrub(" ".join(str(exc).split()) or type(exc).__name__, url)
 
 
 def advisory_key(schema: str, table: str, video_id: str) -> str:
@@ -579,7 +553,7 @@ def _connect(url: str, connect_timeout: int) -> psycopg.Connection[Any]:
         )
     except psycopg.Error as exc:
         raise SinkError(
-            f"postgres: cannot connect to {redact_target(url)}: {_describe(exc, url)}"
+            f"postgres: cannot connect to {redact(url)}: {_describe(exc, url)}"
         ) from None
 
 
@@ -605,8 +579,7 @@ def upgrade(
         return apply_migrations(conn, schema, migrations)
     except psycopg.Error as exc:
         raise SinkError(
-            f"postgres: upgrade of schema {schema} at {redact_target(url)} failed: "
-            f"{_describe(exc, url)}"
+            f"postgres: upgrade of schema {schema} at {redact(url)} failed: {_describe(exc, url)}"
         ) from exc
     finally:
         conn.close()
@@ -651,7 +624,7 @@ class PostgresSink(SinkBase):
         migrations_dir: Path | str | None = None,
     ) -> None:
         self.url = url
-        self.target = redact_target(url)
+        self.target = redact(url)
         self.schema = validate_schema(schema)
         self.connect_timeout = connect_timeout
         self.block_rows = max(1, int(block_rows))
@@ -1024,7 +997,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SinkError as exc:
         print(exc, file=sys.stderr)
         return 1
-    target = redact_target(args.url)
+    target = redact(args.url)
     if applied:
         print(f"applied {len(applied)} migration(s) to {args.schema} at {target}:")
         for name in applied:

@@ -1,7 +1,7 @@
 """Which sinks are switched on, read from environment variables only.
 
 A sink is on when its URL is set; credentials live in those URLs and therefore only in
-the environment, never in config files, logs or metadata (use :func:`redact_url`).
+the environment, never in config files, logs or metadata (use :func:`redact`).
 
 =========================  =====================================  ==================
 variable                   meaning                                default
@@ -30,7 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from roadlens.sinks.base import Sink, SinkError, redact_url
+from roadlens.redact import redact
+from roadlens.sinks.base import Sink, SinkError
 
 SINK_NAMES = ("postgres", "mongo", "kafka", "mqtt", "amqp", "files")
 
@@ -78,7 +79,7 @@ class SinkSettings:
             "amqp": self.amqp_url,
             "files": self.export_dir,
         }[name]
-        return redact_url(url) if url else ""
+        return redact(url) if url else ""
 
     def enabled(self, name: str) -> bool:
         return bool(self.target(name))

@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from roadlens.sinks.parquet import safe_segment
 
@@ -124,23 +123,3 @@ class LocalManifest:
         except FileNotFoundError:
             return False
         return True
-
-
-def scrub_password(text: str, url: str) -> str:
-    """``text`` with ``url``'s password (raw or percent-decoded) replaced by ``***``.
-
-    Client libraries sometimes echo their connection parameters in exception messages;
-    every error a sink raises passes through this before it reaches logs or metadata.
-
-    >>> scrub_password("login s3cret refused", "amqp://guest:s3cret@host/")
-    'login *** refused'
-    """
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return text
-    if not password:
-        return text
-    for secret in {password, unquote(password)}:
-        text = text.replace(secret, "***")
-    return text

@@ -1,0 +1,177 @@
+"""Reliability of `roadlens ingest` as a process: kills, signals, races and bad files in a batch.
+
+Every test runs the real CLI in a subprocess on real clips (``../shared/data``) with the real
+COCO detector (``../shared/models``), against a fresh ``ROADLENS_HOME``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import shared_data, shared_model
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+DETECTING = "frames/s"  # the detections step's progress lines
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {
+        "ROADLENS_HOME": str(home),
+        "ROADLENS_WEIGHTS": str(shared_model()),
+        "YOLO_OFFLINE": "1",
+        "YOLO_CONFIG_DIR": str(home / "ultralytics"),
+        "PATH": "/usr/bin:/bin",
+    }
+
+
+def _landed(tmp_path: Path, name: str, *clips: str) -> Path:
+    """A landing folder ``<tmp>/<name>/cam`` with links to shared clips."""
+    folder = tmp_path / name / "cam"
+    folder.mkdir(parents=True)
+    for clip in clips:
+        (folder / clip).symlink_to(shared_data(clip))
+    return folder
+
+
+def _ingest(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "roadlens.cli", "ingest", *args],
+        cwd=REPO,
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class _Running:
+    """`roadlens ingest` in the background, its merged output collected line by line."""
+
+    def __init__(self, home: Path, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "roadlens.cli", "ingest", *args],
+            cwd=REPO,
+            env=_env(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"never printed {text!r}:\n{''.join(self.lines)[-3000:]}")
+            time.sleep(0.2)
+
+    def finish(self, timeout: float = 120) -> tuple[int, str]:
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return code, "".join(self.lines)
+
+
+def test_a_killed_ingest_never_blocks_the_next(tmp_path: Path) -> None:
+    """SIGKILL during detection, then ingest again: the dead run is failed, its slot freed."""
+    home = tmp_path / "home"
+    long_run = _Running(home, str(_landed(tmp_path, "a", "roadside.mp4")), "--fps", "30")
+    long_run.wait_for(DETECTING)
+    long_run.process.kill()
+    long_run.finish()
+    started = time.monotonic()
+    again = _ingest(home, str(_landed(tmp_path, "b", "dashcam.mp4")), timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "marked failed and its pool slots freed" in again.stderr
+    assert "pid" in again.stderr
+    # Within seconds of a normal ingest: nothing waited for the dead run's slot.
+    assert time.monotonic() - started < 120
+    assert list((home / "lake" / "detections").rglob("*dashcam*.parquet"))
+
+
+def test_sigterm_stops_cleanly_with_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    run = _Running(home, str(_landed(tmp_path, "a", "roadside.mp4")), "--fps", "30")
+    run.wait_for(DETECTING)
+    run.process.send_signal(signal.SIGTERM)
+    code, output = run.finish()
+    assert code == 130, output[-3000:]
+    assert "Traceback" not in output
+    assert sum("roadlens: interrupted" in line for line in output.splitlines()) == 1
+    # The next run on the same home is not held up by the interrupted one.
+    again = _ingest(home, str(_landed(tmp_path, "b", "dashcam.mp4")), timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_two_ingests_at_once_on_a_fresh_home_both_succeed(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = _Running(home, str(_landed(tmp_path, "a", "dashcam.mp4")))
+    second = _Running(home, str(_landed(tmp_path, "b", "roadside.mp4")), "--source-id", "other")
+    for run in (first, second):
+        code, output = run.finish(timeout=600)
+        assert code == 0, output[-3000:]
+        assert "Traceback" not in output
+    names = {p.name for p in (home / "lake" / "detections").rglob("*.parquet")}
+    assert any("dashcam" in n for n in names) and any("roadside" in n for n in names)
+
+
+def test_a_bad_file_never_stops_the_batch(tmp_path: Path) -> None:
+    """A good clip, random bytes and an empty file: the good one is processed in full."""
+    home = tmp_path / "home"
+    folder = _landed(tmp_path, "mixed", "dashcam.mp4")
+    (folder / "noise.mp4").write_bytes(os.urandom(200_000))
+    (folder / "empty.mp4").write_bytes(b"")
+    done = _ingest(home, str(folder))
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr + done.stdout
+    for bad in ("noise.mp4", "empty.mp4"):
+        assert f"skipping {folder / bad}" in done.stderr
+        assert f"  {folder / bad}: " in done.stdout  # the summary lists it
+    assert "2 of 3 files could not be processed" in done.stdout
+    detections = list((home / "lake" / "detections").rglob("*.parquet"))
+    events = list((home / "lake" / "events").rglob("*.parquet"))
+    assert len(detections) == len(events) == 1
+    assert detections[0].stem == events[0].stem and detections[0].stem.endswith("dashcam")
+    assert pq.read_table(detections[0]).num_rows > 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres:S3cretPW@127.0.0.1:5432/postgres",  # no scheme
+        "postgresql://postgres:S3cretPW@127.0.0.1:1/postgres",  # nothing listening
+        "host=127.0.0.1 port=1 user=postgres password=S3cretPW dbname=postgres",
+    ],
+)
+def test_no_password_in_any_output_of_a_failing_command(tmp_path: Path, url: str) -> None:
+    env = {**_env(tmp_path / "home"), "ROADLENS_POSTGRES_URL": url}
+    done = subprocess.run(
+        [sys.executable, "-m", "roadlens.cli", "db", "upgrade"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert output.strip() and "Traceback" not in output
+    for line in output.splitlines():
+        assert "S3cretPW" not in line
