@@ -21,7 +21,7 @@ from orchestration.partitions import capture_date
 from resources import LakeResource
 from resources.sinks import SinksResource
 from roadlens.ode.actions import EVENT_MEDIA_TABLE
-from roadlens.sinks.base import SinkError, SinkWrite, table_fingerprint
+from roadlens.sinks.base import SinkConfigError, SinkError, SinkWrite, table_fingerprint
 from roadlens.sinks.parquet import ParquetLake
 
 GROUP = "sinks"
@@ -147,7 +147,12 @@ def build_sink_asset(
         # Unique per attempt: a step retry inside one run must not reuse the tag of the
         # attempt it replaces (the Mongo sink deletes every tag but the committed one).
         export_id = f"{context.run_id}.{uuid.uuid4().hex[:8]}"
-        with sinks.open(sink) as target:
+        try:
+            opened = sinks.open(sink)
+        except SinkConfigError as exc:
+            # Settings that can never work: fail now, without the retries.
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        with opened as target:
             plan = plan_export(
                 available,
                 config.video_ids,

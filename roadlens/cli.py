@@ -96,6 +96,7 @@ def ingest(
         from roadlens.camera import CameraProfile
 
         CameraProfile.of(camera, sample_fps=sample_fps)  # a bad --kind/--fps fails before work
+    _preflight(rules)
     detector = DetectorResource(**(detector_overrides or {}))
     if detector.remote_config() is None:
         # Weights are checked (and yolo11n.pt fetched) before any video is touched.
@@ -186,6 +187,28 @@ def ingest(
         for path, why in bad_files.items():
             print(f"  {path}: {why}")
     return summary
+
+
+def _preflight(rules: str | None) -> None:
+    """Settings that can never work fail here, all at once, before any video is decoded."""
+    from assets.quality import max_quarantine_share
+    from resources.rules import RulesResource
+    from roadlens.sinks.settings import SinkSettings
+
+    problems = SinkSettings.from_env().problems()
+    try:
+        max_quarantine_share()
+    except ValueError as exc:
+        problems.append(str(exc))
+    resource = RulesResource(path=rules or "")
+    try:
+        resource.rule_set()
+    except FileNotFoundError:
+        problems.append(f"rules: {resource.rules_path()}: no such file")
+    except (ValueError, OSError) as exc:
+        problems.append(f"rules: {resource.rules_path()}: {exc}")
+    if problems:
+        raise ValueError("settings that cannot work:\n  " + "\n  ".join(problems))
 
 
 def _node_metadata(result, node: str) -> dict:

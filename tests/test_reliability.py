@@ -175,3 +175,45 @@ def test_no_password_in_any_output_of_a_failing_command(tmp_path: Path, url: str
     assert output.strip() and "Traceback" not in output
     for line in output.splitlines():
         assert "S3cretPW" not in line
+
+
+def test_settings_that_cannot_work_fail_before_any_video_is_decoded(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {
+        **_env(home),
+        "ROADLENS_EXPORT_DIR": str(tmp_path / "export"),
+        "ROADLENS_EXPORT_FORMAT": "xml",
+        "ROADLENS_MQTT_URL": "mqtt://127.0.0.1:1",
+        "ROADLENS_MQTT_QOS": "7",
+        "ROADLENS_POSTGRES_URL": "postgres:S3cretPW@127.0.0.1:5432/postgres",
+        "ROADLENS_MAX_QUARANTINE_SHARE": "2",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "roadlens.cli",
+            "ingest",
+            str(_landed(tmp_path, "a", "dashcam.mp4")),
+            "--rules",
+            str(tmp_path / "missing.yaml"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert time.monotonic() - started < 60  # no decode, no detection, no retries
+    for named in (
+        "ROADLENS_EXPORT_FORMAT=xml",
+        "ROADLENS_MQTT_QOS=7",
+        "ROADLENS_POSTGRES_URL=postgres:***@",
+        "ROADLENS_MAX_QUARANTINE_SHARE",
+        "missing.yaml: no such file",
+    ):
+        assert named in done.stderr
+    assert "S3cretPW" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+    assert not (home / "lake").exists() or not list((home / "lake").rglob("*.parquet"))

@@ -170,6 +170,19 @@ def test_a_sink_that_cannot_be_reached_fails_the_step_and_names_it(
     assert "s3cret" not in text
 
 
+def test_a_sink_setting_that_can_never_work_fails_once_without_retries(
+    filled_lake: ParquetLake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROADLENS_EXPORT_DIR", str(tmp_path / "export"))
+    monkeypatch.setenv("ROADLENS_EXPORT_FORMAT", "xml")
+    result = _materialize(filled_lake, ("file_detections",))
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "ROADLENS_EXPORT_FORMAT=xml" in str(failure.step_failure_data.user_failure_data)
+    assert not (tmp_path / "export").exists()
+
+
 def test_video_rows_must_match_the_video(filled_lake: ParquetLake) -> None:
     from roadlens.sinks.base import SinkBase, SinkError
 

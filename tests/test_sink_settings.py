@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from roadlens.redact import redact
-from roadlens.sinks.base import SinkError, percentiles_ms
+from roadlens.sinks.base import SinkConfigError, SinkError, percentiles_ms
 from roadlens.sinks.settings import SINK_NAMES, SinkSettings, open_sink
 
 
@@ -36,8 +36,46 @@ def test_variables_map_to_fields_and_targets_are_redacted() -> None:
 
 def test_bad_mqtt_qos_is_named() -> None:
     settings = SinkSettings.from_env({"ROADLENS_MQTT_URL": "mqtt://h:1", "ROADLENS_MQTT_QOS": "3"})
-    with pytest.raises(SinkError, match="ROADLENS_MQTT_QOS must be 0, 1 or 2"):
+    with pytest.raises(SinkConfigError, match="ROADLENS_MQTT_QOS=3: use 0, 1 or 2"):
         open_sink("mqtt", settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        (
+            {"ROADLENS_EXPORT_DIR": "/x", "ROADLENS_EXPORT_FORMAT": "xml"},
+            "ROADLENS_EXPORT_FORMAT=xml",
+        ),
+        ({"ROADLENS_KAFKA_BOOTSTRAP": "h:9092", "ROADLENS_KAFKA_FORMAT": "avro"}, "KAFKA_FORMAT"),
+        ({"ROADLENS_POSTGRES_URL": "app:S3cret@db/x"}, "ROADLENS_POSTGRES_URL=app:***@db/x"),
+        (
+            {"ROADLENS_POSTGRES_URL": "postgresql://db/x", "ROADLENS_POSTGRES_SCHEMA": "9x"},
+            "SCHEMA",
+        ),
+        ({"ROADLENS_AMQP_URL": "http://h"}, "ROADLENS_AMQP_URL=http://h: use amqp://"),
+        ({"ROADLENS_MONGO_URL": "h:27017"}, "ROADLENS_MONGO_URL=h:27017: use mongodb://"),
+    ],
+)
+def test_settings_that_can_never_work_are_named_without_connecting(
+    env: dict[str, str], named: str
+) -> None:
+    problems = SinkSettings.from_env(env).problems()
+    assert len(problems) == 1 and named in problems[0]
+    assert "S3cret" not in problems[0]
+
+
+def test_good_settings_have_no_problems() -> None:
+    env = {
+        "ROADLENS_POSTGRES_URL": "host=db user=app password=x dbname=r",
+        "ROADLENS_KAFKA_BOOTSTRAP": "user:pw@k1:9092,k2:9092",
+        "ROADLENS_MQTT_URL": "mqtts://u:p@h:8883",
+        "ROADLENS_AMQP_URL": "amqps://h/%2F",
+        "ROADLENS_MONGO_URL": "mongodb+srv://cluster.example",
+        "ROADLENS_EXPORT_DIR": "/x",
+        "ROADLENS_EXPORT_FORMAT": "csv.gz",
+    }
+    assert SinkSettings.from_env(env).problems() == []
 
 
 def test_redact_url_keeps_urls_without_password() -> None:

@@ -33,6 +33,10 @@ class SinkError(RuntimeError):
     """A sink could not take a write; the message names the sink, table and video."""
 
 
+class SinkConfigError(SinkError):
+    """A sink's settings can never work (a bad format, QoS or URL): retrying cannot help."""
+
+
 @dataclass(frozen=True)
 class SinkWrite:
     """What one write of one video's rows did in one sink."""

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from roadlens.redact import redact
-from roadlens.sinks.base import Sink, SinkError
+from roadlens.sinks.base import Sink, SinkConfigError, SinkError
 
 SINK_NAMES = ("postgres", "mongo", "kafka", "mqtt", "amqp", "files")
 
@@ -84,6 +84,58 @@ class SinkSettings:
     def enabled(self, name: str) -> bool:
         return bool(self.target(name))
 
+    def problems(self) -> list[str]:
+        """What can never work in the switched-on sinks' settings, one line per variable.
+
+        Checked before any video is touched, without connecting: a bad format, QoS, schema
+        name or URL scheme fails the run at once instead of after detection and retries.
+
+        >>> SinkSettings(mqtt_url="mqtt://broker", mqtt_qos="7").problems()
+        ['ROADLENS_MQTT_QOS=7: use 0, 1 or 2']
+        >>> SinkSettings(postgres_url="app:pw@db:5432/x").problems()[0][:53]
+        'ROADLENS_POSTGRES_URL=app:***@db:5432/x: use postgres'
+        """
+        from roadlens.sinks.files import FORMATS
+        from roadlens.sinks.kafka import VALUE_FORMATS
+        from roadlens.sinks.postgres import validate_schema
+
+        found = []
+        schemes = {
+            "postgres": ("postgres", "postgresql"),
+            "mongo": ("mongodb", "mongodb+srv"),
+            "mqtt": ("mqtt", "mqtts", "tcp", "ssl", "ws", "wss"),
+            "amqp": ("amqp", "amqps"),
+        }
+        for name, allowed in schemes.items():
+            url = getattr(self, f"{name}_url")
+            if not url or (name == "postgres" and "=" in url and "://" not in url):
+                continue  # off, or a libpq key=value string
+            scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+            if scheme not in allowed:
+                example = {
+                    "postgres": "postgresql://user:password@host:port/db or a libpq key=value string",
+                    "mongo": "mongodb://user:password@host:port",
+                    "mqtt": "mqtt://user:password@host:1883",
+                    "amqp": "amqp://user:password@host:5672/vhost",
+                }[name]
+                found.append(f"{self.env_var(name)}={redact(url)}: use {example}")
+        if self.postgres_url:
+            try:
+                validate_schema(self.postgres_schema)
+            except Exception as exc:
+                found.append(f"ROADLENS_POSTGRES_SCHEMA={self.postgres_schema}: {exc}")
+        if self.kafka_bootstrap and self.kafka_format not in VALUE_FORMATS:
+            found.append(
+                f"ROADLENS_KAFKA_FORMAT={self.kafka_format}: use one of {', '.join(VALUE_FORMATS)}"
+            )
+        if self.mqtt_url and self.mqtt_qos not in {"0", "1", "2"}:
+            found.append(f"ROADLENS_MQTT_QOS={self.mqtt_qos}: use 0, 1 or 2")
+        if self.export_dir and self.export_format not in FORMATS:
+            found.append(
+                f"ROADLENS_EXPORT_FORMAT={self.export_format}: use one of {', '.join(FORMATS)}"
+            )
+        return found
+
     def env_var(self, name: str) -> str:
         """The variable that switches sink ``name`` on (for "skipped" notes)."""
         return {
@@ -102,6 +154,10 @@ def open_sink(name: str, settings: SinkSettings) -> Sink:
         raise SinkError(f"unknown sink {name!r}; expected one of {list(SINK_NAMES)}")
     if not settings.enabled(name):
         raise SinkError(f"sink {name} is off: set {settings.env_var(name)}")
+    prefix = "ROADLENS_EXPORT_" if name == "files" else f"ROADLENS_{name.upper()}_"
+    bad = [p for p in settings.problems() if p.startswith(prefix)]
+    if bad:
+        raise SinkConfigError(f"{name}: " + "; ".join(bad))
     if name == "postgres":
         from roadlens.sinks.postgres import PostgresSink
 
@@ -122,8 +178,6 @@ def open_sink(name: str, settings: SinkSettings) -> Sink:
     if name == "mqtt":
         from roadlens.sinks.mqtt import MqttSink
 
-        if settings.mqtt_qos not in {"0", "1", "2"}:
-            raise SinkError(f"ROADLENS_MQTT_QOS must be 0, 1 or 2, not {settings.mqtt_qos!r}")
         return MqttSink(
             settings.mqtt_url, topic_prefix=settings.mqtt_prefix, qos=int(settings.mqtt_qos)
         )
