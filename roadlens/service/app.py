@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from roadlens.service.catalog import MediaError
 from roadlens.service.feeds import KafkaFeed, LakePoller
+from roadlens.service.guard import RequestGuard
 from roadlens.service.hub import Row
 from roadlens.service.lakequery import QueryError
 from roadlens.service.models import Health
@@ -24,6 +26,13 @@ from roadlens.service.sources import SourceExistsError, SourceNotFoundError
 from roadlens.service.state import ServiceState
 
 STATIC_DIR = Path(__file__).with_name("static")
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """422 with where and why, never the submitted values (a body may be huge or secret)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def _error(status: int):
@@ -78,6 +87,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.roadlens = state
+    app.add_middleware(
+        RequestGuard, open_mode=state.keys.open_mode, max_body_bytes=settings.max_body_bytes
+    )
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     for exc_type, status in (
         (QueryError, 400),
         (MediaError, 404),

@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+DEFAULT_MAX_BODY_BYTES = 1 << 20  # JSON requests only: sources, recorders, queries
+
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
@@ -65,6 +67,8 @@ class ServiceSettings:
         poll_s: Lake poller interval in seconds.
         postgres_url: PostgreSQL with the sink's tables; empty: queries read the lake only.
         postgres_schema: Schema of those tables.
+        max_body_bytes: Largest request body accepted (``ROADLENS_MAX_BODY_BYTES``); a
+            larger one gets 413 before any of it is parsed.
     """
 
     home: Path
@@ -81,6 +85,7 @@ class ServiceSettings:
     poll_s: float = 0.5
     postgres_url: str = field(default="", repr=False)
     postgres_schema: str = "roadlens"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def registry_path(self) -> Path:
@@ -116,4 +121,5 @@ class ServiceSettings:
             poll_s=_float(env, "ROADLENS_WS_POLL_S", 0.5),
             postgres_url=env.get("ROADLENS_POSTGRES_URL", "").strip(),
             postgres_schema=env.get("ROADLENS_POSTGRES_SCHEMA", "").strip() or "roadlens",
+            max_body_bytes=int(_float(env, "ROADLENS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
         )
