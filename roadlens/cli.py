@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import json
 import os
@@ -76,6 +77,7 @@ def ingest(
     from roadlens.registry import VIDEO_SUFFIXES, register_video
 
     files: list[Path] = []
+    bad_files: dict[str, str] = {}
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -83,8 +85,17 @@ def ingest(
         elif path.exists():
             files.append(path)
         else:
-            raise FileNotFoundError(f"roadlens ingest: no such file or folder: {raw}")
+            # A named file that is not there never stops the others: say what is true.
+            bad_files[raw] = _missing(path)
+            if not quiet:
+                print(f"roadlens: skipping {raw}: {bad_files[raw]}", file=sys.stderr)
+    not_found = len(bad_files)
     if not files:
+        if bad_files:
+            raise FileNotFoundError(
+                "roadlens ingest: nothing to ingest: "
+                + "; ".join(f"{p}: {why}" for p, why in bad_files.items())
+            )
         raise ValueError(f"roadlens ingest: no video files in {paths}")
     if gps and len(files) > 1:
         raise ValueError(
@@ -104,7 +115,6 @@ def ingest(
         if weights.note and not quiet:
             print(f"roadlens: warning: {weights.note}", file=sys.stderr)
     by_date: dict[str, list] = defaultdict(list)
-    bad_files: dict[str, str] = {}
     for f in files:
         try:
             record = register_video(
@@ -183,10 +193,26 @@ def ingest(
         if not quiet:
             print(format_summary(date, summary["dates"][date]))
     if bad_files and not quiet:
-        print(f"roadlens: {len(bad_files)} of {len(files)} files could not be processed:")
+        print(
+            f"roadlens: {len(bad_files)} of {len(files) + not_found} files could not be processed:"
+        )
         for path, why in bad_files.items():
             print(f"  {path}: {why}")
     return summary
+
+
+def _missing(path: Path) -> str:
+    """Why ``path`` cannot be read: a symlink loop, a dangling link, or nothing there."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return "symlink loop"
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symlink loop"
+            return f"broken symlink (its target {os.readlink(path)} does not exist)"
+    return "no such file or folder"
 
 
 def _preflight(rules: str | None) -> None:
@@ -359,7 +385,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     from roadlens.sinks.duckdb_views import query
 
-    result = query(_lake_root(args), args.sql)
+    lake = _lake_root(args)
+    if not lake.is_dir():
+        raise FileNotFoundError(f"lake folder not found: {lake} (ingest a video first, or --lake)")
+    result = query(lake, args.sql)
     if args.format == "csv":
         print(result.frame.to_csv(index=False), end="")
     elif args.format == "json":
@@ -899,6 +928,9 @@ def _report(exc: Exception) -> int:
     if isinstance(exc, FileNotFoundError | ValueError):
         print(f"roadlens: error: {exc}", file=sys.stderr)
         return 2
+    if isinstance(exc, OSError):  # a read-only home or lake, a full disk, ...
+        print(f"roadlens: error: {_os_error(exc)}", file=sys.stderr)
+        return 2
     if isinstance(exc, duckdb.Error):
         print(f"roadlens: query failed: {exc}", file=sys.stderr)
         return 2
@@ -911,7 +943,17 @@ def _report(exc: Exception) -> int:
     if isinstance(cause, FileNotFoundError | ValueError | RuntimeError):
         print(f"roadlens: error: {cause}", file=sys.stderr)
         return 2
+    if isinstance(cause, OSError):
+        print(f"roadlens: error: {_os_error(cause)}", file=sys.stderr)
+        return 2
     raise exc
+
+
+def _os_error(exc: OSError) -> str:
+    """``<path>: <reason>`` for an operating-system error, e.g. a folder that is read-only."""
+    if exc.filename is None:
+        return str(exc)
+    return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
 
 
 if __name__ == "__main__":

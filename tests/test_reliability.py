@@ -217,3 +217,57 @@ def test_settings_that_cannot_work_fail_before_any_video_is_decoded(tmp_path: Pa
         assert named in done.stderr
     assert "S3cretPW" not in done.stdout + done.stderr and "Traceback" not in done.stderr
     assert not (home / "lake").exists() or not list((home / "lake").rglob("*.parquet"))
+
+
+def test_named_files_that_are_not_there_are_named_truthfully_and_skipped(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    folder = _landed(tmp_path, "a", "dashcam.mp4")
+    loop_a, loop_b = tmp_path / "loop-a.mp4", tmp_path / "loop-b.mp4"
+    loop_a.symlink_to(loop_b)
+    loop_b.symlink_to(loop_a)
+    dangling = tmp_path / "gone.mp4"
+    dangling.symlink_to(tmp_path / "never-there.mp4")
+    done = _ingest(home, str(folder / "dashcam.mp4"), str(loop_a), str(dangling), "missing.mp4")
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert f"skipping {loop_a}: symlink loop" in done.stderr
+    assert f"skipping {dangling}: broken symlink" in done.stderr
+    assert "skipping missing.mp4: no such file or folder" in done.stderr
+    assert "3 of 4 files could not be processed" in done.stdout
+    assert list((home / "lake" / "detections").rglob("*dashcam*.parquet"))
+
+
+def _cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "roadlens.cli", *args],
+        cwd=REPO,
+        env={**_env(home), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_query_on_a_missing_lake_says_so(tmp_path: Path) -> None:
+    done = _cli(tmp_path, "--lake", str(tmp_path / "nowhere"), "query", "SELECT 1")
+    assert done.returncode == 2
+    assert f"lake folder not found: {tmp_path / 'nowhere'}" in done.stderr
+    assert "pg_settings" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_tail_to_an_unreachable_broker_names_it_in_one_line(tmp_path: Path) -> None:
+    done = _cli(tmp_path, "tail", "--bootstrap", "user:S3cretPW@127.0.0.1:1", "--timeout", "2")
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "roadlens: kafka: cannot reach user:***@127.0.0.1:1: " + lines[0].split(": ", 3)[3]
+    ]
+    assert "rdkafka" not in done.stderr and "S3cretPW" not in done.stderr
+
+
+def test_operating_system_errors_are_one_line_naming_the_path(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from roadlens.cli import _report
+
+    assert _report(PermissionError(13, "Permission denied", "/srv/roadlens/lake")) == 2
+    assert capsys.readouterr().err == "roadlens: error: /srv/roadlens/lake: Permission denied\n"

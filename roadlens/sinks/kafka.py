@@ -79,6 +79,11 @@ from roadlens.sinks.proto import CONTENT_TYPE as PROTOBUF_CONTENT_TYPE
 from roadlens.sinks.proto import decode_protobuf, encode_protobuf_array
 
 log = logging.getLogger(__name__)
+# librdkafka's own log lines (one per failed connection attempt) go to Python logging at
+# their level instead of raw to stderr; errors reach the user once, as a SinkError.
+RDKAFKA_LOG = logging.getLogger("roadlens.kafka.librdkafka")
+RDKAFKA_LOG.addHandler(logging.NullHandler())
+RDKAFKA_LOG.propagate = os.environ.get("ROADLENS_DEBUG") == "1"
 
 JSON_CONTENT_TYPE = "application/json"
 VALUE_FORMATS = {"json": JSON_CONTENT_TYPE, "protobuf": PROTOBUF_CONTENT_TYPE}
@@ -1344,7 +1349,7 @@ def tail(
     if group_id:
         # A short session makes the group join take seconds rather than ~half of 45 s.
         config |= {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000}
-    config |= dict(consumer_config or {})
+    config |= {"logger": RDKAFKA_LOG} | dict(consumer_config or {})
     consumer = Consumer(config)
     seen: set[tuple[str, str]] = set()
     yielded = 0
@@ -1355,7 +1360,13 @@ def tail(
         else:
             assignment = []
             for topic in topics:
-                metadata = consumer.list_topics(topic, timeout=max(timeout_s, 5.0)).topics[topic]
+                try:
+                    listed = consumer.list_topics(topic, timeout=max(timeout_s, 5.0))
+                except KafkaException as exc:
+                    raise SinkError(
+                        f"kafka: cannot reach {redact(bootstrap)}: {exc.args[0].str()}"
+                    ) from None
+                metadata = listed.topics[topic]
                 if metadata.error is not None:
                     raise SinkError(f"kafka: cannot read topic {topic}: {metadata.error}")
                 start = OFFSET_BEGINNING if from_beginning else OFFSET_END
@@ -1371,7 +1382,10 @@ def tail(
                 now = time.monotonic()
                 if not assigned.is_set():
                     if now - started > join_timeout_s:
-                        raise SinkError(f"kafka: group {group_id} not joined in {join_timeout_s} s")
+                        raise SinkError(
+                            f"kafka: group {group_id} not joined in {join_timeout_s} s "
+                            f"on {redact(bootstrap)}"
+                        )
                     idle_since = now
                 elif now - idle_since >= timeout_s:
                     return
