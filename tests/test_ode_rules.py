@@ -168,3 +168,24 @@ def test_speed_ground_scale_errors_name_rule_and_field() -> None:
     msg = error_of(with_rule(2, trigger={"speed": both}))
     assert "rule 'stop-line' (rules[2]) field 'trigger.speed'" in msg
     assert "at most one of metres_per_pixel, homography, ground_points" in msg
+
+
+def test_geometry_errors_name_the_file_area_coordinates_and_rules(tmp_path: Path) -> None:
+    path = tmp_path / "bad-geometry.yaml"
+    path.write_text(
+        "version: 1\n"
+        "areas:\n"
+        "  bowtie: {polygon: [[0, 0], [10, 10], [10, 0], [0, 10]]}\n"
+        "  dot: {line: [[5, 5], [5, 5]]}\n"
+        "rules:\n"
+        "  - {id: in-bowtie, trigger: {zone: {zone: bowtie}}}\n"
+        "  - {id: over-dot, trigger: {cross: {line: dot}}}\n"
+    )
+    with pytest.raises(RuleError) as raised:
+        load_rules(path)
+    text = str(raised.value)
+    assert str(path) in text
+    assert "area 'bowtie' (polygon [(0.0, 0.0), (10.0, 10.0)" in text
+    assert "self-intersecting" in text and "used by rule(s) 'in-bowtie'" in text
+    assert "area 'dot' (line ((5.0, 5.0), (5.0, 5.0))): a line needs two distinct points" in text
+    assert "used by rule(s) 'over-dot'" in text

@@ -476,6 +476,28 @@ def _frame_trigger_signature(kind: str) -> inspect.Signature | None:
     return inspect.signature(fn) if callable(fn) else None
 
 
+def _check_geometry(rs: RuleSet) -> list[str]:
+    """Areas whose geometry cannot be built (a zero-length line, a self-intersecting
+    polygon), with their coordinates and the rules that use them."""
+    from roadlens.ode.geometry import build_area
+
+    problems = []
+    for name, spec in rs.areas.items():
+        try:
+            build_area(spec)
+        except ValueError as exc:
+            points = getattr(spec, spec.kind)
+            users = [
+                r.id
+                for r in rs.rules
+                if name in (r.area, r.trigger.params.get("line"), r.trigger.params.get("zone"))
+            ]
+            used = f"; used by rule(s) {', '.join(map(repr, users))}" if users else ""
+            reason = str(exc).split(": [")[0]
+            problems.append(f"area {name!r} ({spec.kind} {points}): {reason}{used}")
+    return problems
+
+
 def _check_references(rs: RuleSet) -> list[str]:
     """Cross-field checks: unique ids, known areas of the right kind, frame-trigger params."""
     problems: list[str] = []
@@ -643,7 +665,7 @@ def parse_rules(text_or_dict: str | dict[str, Any], source: str = "<rules>") -> 
         rs = RuleSet.model_validate(data)
     except ValidationError as exc:
         raise RuleError(_format_errors(exc, data, source)) from None
-    problems = _check_references(rs)
+    problems = _check_geometry(rs) + _check_references(rs)
     if problems:
         raise RuleError(f"{source}: invalid rule file:\n  " + "\n  ".join(problems))
     return rs
