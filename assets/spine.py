@@ -200,11 +200,16 @@ def enriched_detections(
             needs=pipeline.RAW_TABLE,
         )
     ]
+    warnings = [w for o in outcomes for w in o.extra.get("warnings", [])]  # type: ignore[attr-defined]
+    for warning in warnings:
+        context.log.warning(warning)
     publish_quarantine(context, sinks, store, "detections", [o.video_id for o in outcomes])
     check = gate_check_result(
         outcomes, asset="enriched_detections", name="detections_valid", blocking=True
     )
-    return dg.MaterializeResult(metadata=outcome_metadata(outcomes), check_results=[check])
+    return dg.MaterializeResult(
+        metadata=outcome_metadata(outcomes, warnings=warnings), check_results=[check]
+    )
 
 
 SPINE = (videos, frames, detections, enriched_detections)

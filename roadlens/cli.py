@@ -277,6 +277,7 @@ def _run_summary(result, seconds: float) -> dict:
         "per_class": dict(sorted(per_class.items())),
         "tracks": sum(v.get("tracks", 0) for v in dets.values()),
         "gps_coverage": gps_rows / rows if rows else 0.0,
+        "warnings": list(meta["enriched_detections"].get("warnings", [])),
         "backend": meta["detections"].get("backend", "?"),
         "model": meta["detections"].get("model", "?"),
         "demo_fallback": meta["detections"].get("demo_fallback", "no"),
@@ -322,6 +323,7 @@ def format_summary(date: str, s: dict) -> str:
         + ", ".join(f"{k}={v}" for k, v in s["per_class"].items()),
         f"  tracks             {s['tracks']}",
         f"  GPS coverage       {s['gps_coverage']:.0%}",
+        *(f"  warning            {w}" for w in s.get("warnings", [])),
         f"  detector           {s.get('model', '?')} on {s['backend']}"
         + (" (DEMO MODEL: no real detector)" if s.get("demo_fallback", "no") != "no" else ""),
         f"  seconds per stage  frames {secs['frames']:.2f} | detections {secs['detections']:.2f} "

@@ -15,11 +15,12 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -346,6 +347,9 @@ def enrich_video(lake: ParquetLake, record: VideoRecord, *, max_gap_s: float = 5
         video_id=record.video_id,
     )
     with_gps = int(pc.sum(pc.is_valid(table.column("lat"))).as_py() or 0) if table.num_rows else 0
+    warnings = []
+    if track is not None and len(track) and raw.num_rows:
+        warnings += gps_overlap_warnings(record, track, raw.column("pts_sec").to_numpy())
     return StageOutcome(
         record.video_id,
         table.num_rows,
@@ -355,8 +359,26 @@ def enrich_video(lake: ParquetLake, record: VideoRecord, *, max_gap_s: float = 5
             "gps_coverage": with_gps / table.num_rows if table.num_rows else 0.0,
             "gps_source": record.gps_path or "none",
             "quality": checked.as_dict(),
+            "warnings": warnings,
         },
     )
+
+
+def gps_overlap_warnings(
+    record: VideoRecord, track: pd.DataFrame, pts_sec: np.ndarray
+) -> list[str]:
+    """A warning, with both time ranges, when the GPS fixes miss the video's time entirely
+    (a sidecar from another drive, day or year): every position would be empty."""
+    video_from = record.capture_start + timedelta(seconds=float(pts_sec.min()))
+    video_to = record.capture_start + timedelta(seconds=float(pts_sec.max()))
+    gps_from, gps_to = track["t"].iloc[0].to_pydatetime(), track["t"].iloc[-1].to_pydatetime()
+    if gps_to >= video_from and gps_from <= video_to:
+        return []
+    return [
+        f"{record.gps_path}: its fixes ({gps_from.isoformat()} to {gps_to.isoformat()}) do not "
+        f"overlap the video {record.video_id} ({video_from.isoformat()} to "
+        f"{video_to.isoformat()}): no detection gets a position"
+    ]
 
 
 def is_done(lake: ParquetLake, video_id: str) -> bool:

@@ -271,3 +271,18 @@ def test_operating_system_errors_are_one_line_naming_the_path(
 
     assert _report(PermissionError(13, "Permission denied", "/srv/roadlens/lake")) == 2
     assert capsys.readouterr().err == "roadlens: error: /srv/roadlens/lake: Permission denied\n"
+
+
+def test_a_gps_sidecar_from_another_time_is_a_warning_with_both_ranges(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    folder = _landed(tmp_path, "a", "dashcam.mp4")
+    track = tmp_path / "other-year.csv"
+    track.write_text(
+        "timestamp,lat,lon\n2019-03-01T10:00:00Z,48.0,11.0\n2019-03-01T10:00:30Z,48.001,11.001\n"
+    )
+    done = _ingest(home, str(folder / "dashcam.mp4"), "--gps", str(track))
+    assert done.returncode == 0, done.stderr[-3000:]
+    warning = next(line for line in done.stdout.splitlines() if "warning" in line)
+    assert str(track) in warning and "do not overlap the video" in warning
+    assert "2019-03-01T10:00:00+00:00 to 2019-03-01T10:00:30+00:00" in warning
+    assert "GPS coverage       0%" in done.stdout
