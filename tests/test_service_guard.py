@@ -102,3 +102,11 @@ def test_keyed_mode_caps_bodies_before_the_key_is_checked(tmp_path: Path) -> Non
             f"{srv.url}/health", headers={"Host": "roadlens.example", "Origin": "https://x.example"}
         )
         assert ok.status_code == 200
+
+
+def test_unknown_query_parameters_are_refused_not_ignored(open_server) -> None:
+    typo = httpx.get(f"{open_server.url}/events", params={"sorce": "cam-1", "limit": 5})
+    assert typo.status_code == 400
+    assert "sorce" in typo.json()["detail"] and "source" in typo.json()["detail"]
+    good = httpx.get(f"{open_server.url}/stats", params={"table": "events", "bin_minutes": 5})
+    assert good.status_code == 200

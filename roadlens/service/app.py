@@ -7,11 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.requests import HTTPConnection
 
 from roadlens.service.catalog import MediaError
 from roadlens.service.feeds import KafkaFeed, LakePoller
@@ -33,6 +35,32 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors]
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def reject_unknown_query_parameters(request: HTTPConnection) -> None:
+    """400 for a query parameter the endpoint does not take: a typo (``sorce=``) must not
+    silently widen a query to everything. ``api_key`` is every endpoint's."""
+    if request.scope["type"] != "http":
+        return  # the WebSocket's parameters are its subscription, checked by the route
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {"api_key"} | {
+        p.alias for d in [dependant, *_all_dependencies(dependant)] for p in d.query_params
+    }
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise HTTPException(
+            400, f"unknown query parameter(s) {unknown}; this endpoint takes {sorted(known)}"
+        )
+
+
+def _all_dependencies(dependant: Any) -> list[Any]:
+    found = []
+    for sub in dependant.dependencies:
+        found += [sub, *_all_dependencies(sub)]
+    return found
 
 
 def _error(status: int):
@@ -81,6 +109,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             await asyncio.to_thread(state.recorders.stop_all)
 
     app = FastAPI(
+        dependencies=[Depends(reject_unknown_query_parameters)],
         title="RoadLens",
         version="1",
         summary="Sources, detections, events, statistics, media and live feeds of RoadLens.",
