@@ -221,7 +221,10 @@ def _preflight(rules: str | None) -> None:
     from resources.rules import RulesResource
     from roadlens.sinks.settings import SinkSettings
 
-    problems = SinkSettings.from_env().problems()
+    settings = SinkSettings.from_env()
+    problems = settings.problems()
+    if not problems:
+        problems += _unreachable_sinks(settings)
     try:
         max_quarantine_share()
     except ValueError as exc:
@@ -235,6 +238,28 @@ def _preflight(rules: str | None) -> None:
         problems.append(f"rules: {resource.rules_path()}: {exc}")
     if problems:
         raise ValueError("settings that cannot work:\n  " + "\n  ".join(problems))
+
+
+# Sinks connected to once before the work: each answers (or refuses a login) in well under a
+# second. Kafka is left out on purpose: while its broker is down records are spooled and
+# replayed later, so an unreachable broker must not stop an ingest.
+PREFLIGHT_SINKS = ("postgres", "mqtt", "amqp")
+
+
+def _unreachable_sinks(settings) -> list[str]:  # type: ignore[no-untyped-def]
+    """One line per switched-on sink of :data:`PREFLIGHT_SINKS` that cannot be connected to."""
+    from roadlens.sinks.base import SinkError
+    from roadlens.sinks.settings import open_sink
+
+    found = []
+    for name in PREFLIGHT_SINKS:
+        if not settings.enabled(name):
+            continue
+        try:
+            open_sink(name, settings).close()
+        except SinkError as exc:
+            found.append(f"{settings.env_var(name)}: {exc}")
+    return found
 
 
 def _node_metadata(result, node: str) -> dict:

@@ -286,3 +286,37 @@ def test_a_gps_sidecar_from_another_time_is_a_warning_with_both_ranges(tmp_path:
     assert str(track) in warning and "do not overlap the video" in warning
     assert "2019-03-01T10:00:00+00:00 to 2019-03-01T10:00:30+00:00" in warning
     assert "GPS coverage       0%" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "url", "named"),
+    [
+        ("ROADLENS_POSTGRES_URL", "postgresql://postgres:S3cretPW@127.0.0.1:1/postgres", "port 1"),
+        ("ROADLENS_AMQP_URL", "amqp://guest:S3cretPW@127.0.0.1:5672/%2F", "ACCESS_REFUSED"),
+        ("ROADLENS_MQTT_URL", "mqtt://user:S3cretPW@127.0.0.1:1", "Connection refused"),
+    ],
+)
+def test_a_sink_that_cannot_be_reached_stops_ingest_before_any_decode(
+    tmp_path: Path, variable: str, url: str, named: str
+) -> None:
+    home = tmp_path / "home"
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "roadlens.cli",
+            "ingest",
+            str(_landed(tmp_path, "a", "dashcam.mp4")),
+        ],
+        cwd=REPO,
+        env={**_env(home), variable: url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert time.monotonic() - started < 60  # no detection, no retries
+    assert f"{variable}: " in done.stderr and named in done.stderr
+    assert "S3cretPW" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+    assert not list((home / "lake").rglob("*.parquet")) if (home / "lake").exists() else True

@@ -182,6 +182,7 @@ def producer_settings(
     """
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
+        "logger": RDKAFKA_LOG,
         "client.id": "roadlens-kafka-sink",
         "enable.idempotence": True,  # implies acks=all, in-order, no duplicates on retry
         "acks": "all",
@@ -262,7 +263,9 @@ def ensure_topics(
     names = [topic_name(prefix, t) for t in tables]
     if dlq:
         names.append(dlq_topic_name(prefix))
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(client_config or {})})
+    admin = AdminClient(
+        {"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG, **(client_config or {})}
+    )
     return _create_topics(
         admin,
         names,
@@ -914,7 +917,9 @@ class KafkaSink(SinkBase):
             for k, v in (producer_config or {}).items()
             if k.startswith(("security.", "sasl.", "ssl.")) or k == "client.id"
         }
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, **self._client_config})
+        self._admin = AdminClient(
+            {"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG, **self._client_config}
+        )
         config = producer_settings(
             bootstrap, delivery_timeout_s=delivery_timeout_s, overrides=producer_config
         )
@@ -1179,7 +1184,7 @@ def replay_spool(
         for k, v in (producer_config or {}).items()
         if k.startswith(("security.", "sasl.", "ssl."))
     }
-    admin = AdminClient({"bootstrap.servers": bootstrap, **client})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG, **client})
 
     def ensure(topic: str) -> None:
         _create_topics(
