@@ -13,10 +13,13 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import duckdb
 import numpy as np
+
+if TYPE_CHECKING:
+    from roadlens.sinks.settings import SinkSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -246,7 +249,7 @@ def _preflight(rules: str | None) -> None:
 PREFLIGHT_SINKS = ("postgres", "mqtt", "amqp")
 
 
-def _unreachable_sinks(settings) -> list[str]:  # type: ignore[no-untyped-def]
+def _unreachable_sinks(settings: SinkSettings) -> list[str]:
     """One line per switched-on sink of :data:`PREFLIGHT_SINKS` that cannot be connected to."""
     from roadlens.sinks.base import SinkError
     from roadlens.sinks.settings import open_sink
