@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -551,7 +552,7 @@ class Recorder:
             text=True,
             errors="replace",
             start_new_session=True,  # a terminal's Ctrl-C reaches us, and we stop ffmpeg
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=_die_with_parent(),
         )
         run = _Run(number, self._codec, process, segment_list, time.time(), time.monotonic())
         with self._lock:
@@ -800,17 +801,27 @@ def record_until_signalled(
             signal.signal(sig, handler)
 
 
-def _die_with_parent() -> None:
-    """In the forked child (Linux): get SIGTERM when the recording thread dies.
+@functools.cache
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` (Linux): the forked child gets SIGTERM when the recording thread dies.
 
     Without it an ffmpeg whose recorder was killed (SIGKILL, OOM) would keep writing
     hidden segments forever; with it ffmpeg finishes its segment and exits, and the next
-    recorder in the folder removes the unpublished leftovers.
+    recorder in the folder removes the unpublished leftovers. ``prctl`` is looked up here,
+    in the parent: a ``dlopen`` between fork and exec can deadlock on a loader lock that
+    another thread (say an inference runtime's) held at the fork, leaving ffmpeg unstarted.
     """
+    if not sys.platform.startswith("linux"):
+        return None
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pdeathsig, sigterm = ctypes.c_int(1), ctypes.c_ulong(int(signal.SIGTERM))
+
+    def set_pdeathsig() -> None:
+        prctl(pdeathsig, sigterm)  # PR_SET_PDEATHSIG
+
+    return set_pdeathsig
 
 
 def _is_complete_mp4(path: Path) -> bool:
