@@ -50,6 +50,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -545,14 +546,13 @@ class Recorder:
         segment_list.unlink(missing_ok=True)
         cmd = build_command(self.config, self._codec, segment_list, pattern, self.ffmpeg)
         process = subprocess.Popen(
-            cmd,
+            [*_die_with_parent(), *cmd],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
             start_new_session=True,  # a terminal's Ctrl-C reaches us, and we stop ffmpeg
-            preexec_fn=_die_with_parent(),
         )
         run = _Run(number, self._codec, process, segment_list, time.time(), time.monotonic())
         with self._lock:
@@ -802,26 +802,18 @@ def record_until_signalled(
 
 
 @functools.cache
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` (Linux): the forked child gets SIGTERM when the recording thread dies.
+def _die_with_parent() -> list[str]:
+    """A command prefix (Linux, util-linux ``setpriv``): ffmpeg gets SIGTERM when the
+    recording thread dies.
 
     Without it an ffmpeg whose recorder was killed (SIGKILL, OOM) would keep writing
     hidden segments forever; with it ffmpeg finishes its segment and exits, and the next
-    recorder in the folder removes the unpublished leftovers. ``prctl`` is looked up here,
-    in the parent: a ``dlopen`` between fork and exec can deadlock on a loader lock that
-    another thread (say an inference runtime's) held at the fork, leaving ffmpeg unstarted.
+    recorder in the folder removes the unpublished leftovers. It is a prefix, not a
+    ``preexec_fn``: Python code between fork and exec deadlocked once the process had
+    other native threads (OpenVINO's), so ffmpeg never started.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    pdeathsig, sigterm = ctypes.c_int(1), ctypes.c_ulong(int(signal.SIGTERM))
-
-    def set_pdeathsig() -> None:
-        prctl(pdeathsig, sigterm)  # PR_SET_PDEATHSIG
-
-    return set_pdeathsig
+    tool = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [tool, "--pdeathsig", "TERM"] if tool else []
 
 
 def _is_complete_mp4(path: Path) -> bool:
