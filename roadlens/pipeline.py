@@ -28,13 +28,14 @@ from roadlens.camera import THUMBNAIL_WIDTH, CameraProfile
 from roadlens.detect.detector import Detector
 from roadlens.detect.weights import road_class_ids
 from roadlens.enrich import SourceIdentity, enrich_detections, read_gps_track
+from roadlens.prefetch import prefetch
 from roadlens.quality.gate import gate
 from roadlens.registry import VideoRecord
 from roadlens.schema import FRAMES, TIMESTAMP, conform
 from roadlens.sinks.parquet import ParquetLake, WriteStats, safe_segment
 from roadlens.video import probe
 from roadlens.video.sample import epoch_us
-from roadlens.video.stream import DecodeReport, FrameIndex, decode_sampled, frame_index, prefetch
+from roadlens.video.stream import DecodeReport, FrameIndex, decode_sampled, frame_index
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,9 @@ def detect_video(
     )
     report = DecodeReport()
     stream = prefetch(
-        decode_sampled(index, size=(width, height), report=report), depth=PREFETCH_FRAMES
+        decode_sampled(index, size=(width, height), report=report),
+        depth=PREFETCH_FRAMES,
+        name="roadlens-decode",
     )
     result = detector.detect_stream(
         stream,

@@ -44,15 +44,22 @@ def _landed(tmp_path: Path, name: str, *clips: str) -> Path:
     return folder
 
 
-def _ingest(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def _cli(
+    home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """``roadlens ARGS`` in a subprocess on ``home``, with ``env`` added."""
     return subprocess.run(
-        [sys.executable, "-m", "roadlens.cli", "ingest", *args],
+        [sys.executable, "-m", "roadlens.cli", *args],
         cwd=REPO,
-        env=_env(home),
+        env={**_env(home), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def _ingest(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return _cli(home, "ingest", *args, timeout=timeout)
 
 
 class _Running:
@@ -161,15 +168,7 @@ def test_a_bad_file_never_stops_the_batch(tmp_path: Path) -> None:
     ],
 )
 def test_no_password_in_any_output_of_a_failing_command(tmp_path: Path, url: str) -> None:
-    env = {**_env(tmp_path / "home"), "ROADLENS_POSTGRES_URL": url}
-    done = subprocess.run(
-        [sys.executable, "-m", "roadlens.cli", "db", "upgrade"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _cli(tmp_path / "home", "db", "upgrade", env={"ROADLENS_POSTGRES_URL": url})
     assert done.returncode != 0
     output = done.stdout + done.stderr
     assert output.strip() and "Traceback" not in output
@@ -180,7 +179,6 @@ def test_no_password_in_any_output_of_a_failing_command(tmp_path: Path, url: str
 def test_settings_that_cannot_work_fail_before_any_video_is_decoded(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {
-        **_env(home),
         "ROADLENS_EXPORT_DIR": str(tmp_path / "export"),
         "ROADLENS_EXPORT_FORMAT": "xml",
         "ROADLENS_MQTT_URL": "mqtt://127.0.0.1:1",
@@ -189,22 +187,8 @@ def test_settings_that_cannot_work_fail_before_any_video_is_decoded(tmp_path: Pa
         "ROADLENS_MAX_QUARANTINE_SHARE": "2",
     }
     started = time.monotonic()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "roadlens.cli",
-            "ingest",
-            str(_landed(tmp_path, "a", "dashcam.mp4")),
-            "--rules",
-            str(tmp_path / "missing.yaml"),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    dashcam = str(_landed(tmp_path, "a", "dashcam.mp4"))
+    done = _cli(home, "ingest", dashcam, "--rules", str(tmp_path / "missing.yaml"), env=env)
     assert done.returncode == 2
     assert time.monotonic() - started < 60  # no decode, no detection, no retries
     for named in (
@@ -234,17 +218,6 @@ def test_named_files_that_are_not_there_are_named_truthfully_and_skipped(tmp_pat
     assert "skipping missing.mp4: no such file or folder" in done.stderr
     assert "3 of 4 files could not be processed" in done.stdout
     assert list((home / "lake" / "detections").rglob("*dashcam*.parquet"))
-
-
-def _cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "roadlens.cli", *args],
-        cwd=REPO,
-        env={**_env(home), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_a_query_on_a_missing_lake_says_so(tmp_path: Path) -> None:
@@ -301,20 +274,8 @@ def test_a_sink_that_cannot_be_reached_stops_ingest_before_any_decode(
 ) -> None:
     home = tmp_path / "home"
     started = time.monotonic()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "roadlens.cli",
-            "ingest",
-            str(_landed(tmp_path, "a", "dashcam.mp4")),
-        ],
-        cwd=REPO,
-        env={**_env(home), variable: url},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    dashcam = str(_landed(tmp_path, "a", "dashcam.mp4"))
+    done = _cli(home, "ingest", dashcam, env={variable: url})
     assert done.returncode == 2, done.stderr[-2000:]
     assert time.monotonic() - started < 60  # no detection, no retries
     assert f"{variable}: " in done.stderr and named in done.stderr

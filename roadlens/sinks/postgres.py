@@ -35,11 +35,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import queue
 import re
 import struct
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
@@ -54,6 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
+from roadlens.prefetch import prefetch
 from roadlens.redact import redact, scrub
 from roadlens.schema import SINK_TABLES
 from roadlens.sinks.base import SinkBase, SinkError, SinkWrite, percentiles_ms
@@ -349,52 +348,6 @@ def iter_copy_blocks(
     for start in range(0, table.num_rows, block_rows):
         chunk = table.slice(start, block_rows)
         yield chunk.num_rows, encode_block(plan, chunk)
-
-
-_DONE = object()
-
-
-def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """``items`` produced by a helper thread, at most ``depth`` ahead of the consumer.
-
-    numpy and Arrow kernels release the GIL, so the next block is encoded on one core
-    while the server ingests the previous one on the other (the COPY is server-bound).
-    """
-    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        ready.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            ready.put((_DONE, None))
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            ready.put((_DONE, exc))
-
-    worker = threading.Thread(target=produce, name="roadlens-copy-encoder", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = ready.get()
-            if error is not None:
-                raise error
-            if item is _DONE:
-                return
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                ready.get_nowait()
-            except queue.Empty:
-                worker.join(timeout=0.05)
 
 
 # --- names, URLs and errors ----------------------------------------------------------------
@@ -808,7 +761,9 @@ class PostgresSink(SinkBase):
                     copy.write(COPY_HEADER)
                     sent += len(COPY_HEADER)
                     # closing(): a failed write stops the encoder thread at once.
-                    blocks = prefetch(iter_copy_blocks(data, plan, self.block_rows))
+                    blocks = prefetch(
+                        iter_copy_blocks(data, plan, self.block_rows), name="roadlens-copy-encoder"
+                    )
                     with closing(blocks):
                         for _, block in blocks:
                             b0 = time.perf_counter()

@@ -8,7 +8,7 @@ to BGR, optionally scaled straight to the detector's input size by swscale. Pack
 no other frame depends on (H.264 ``nal_ref_idc == 0``, HEVC ``*_N`` slices) are not even
 decoded unless they are sampled, which saves a third of the decode on B-frame footage.
 
-Nothing here holds more than one decoded frame; :func:`prefetch` decodes ahead in a
+Nothing here holds more than one decoded frame; :func:`roadlens.prefetch.prefetch` decodes ahead in a
 thread into a bounded queue so decoding overlaps inference.
 
 Example:
@@ -25,9 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import queue
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -44,7 +42,6 @@ __all__ = [
     "decode_frame",
     "decode_sampled",
     "frame_index",
-    "prefetch",
     "sample_grid",
 ]
 
@@ -355,55 +352,3 @@ def decode_frame(path: str | os.PathLike[str], pts_sec: float) -> np.ndarray:
                 image = frame.to_ndarray(format="bgr24")
                 return cv2.rotate(image, _ROTATE[rotation]) if rotation else image
     raise VideoError(f"{info.path}: no frame at {pts_sec:.3f} s")
-
-
-def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:
-    """Iterate ``items`` in a background thread, at most ``depth`` ahead of the consumer.
-
-    Decoding (FFmpeg releases the GIL) then overlaps inference. An exception in the
-    producer is raised in the consumer; closing the consumer stops the producer.
-
-    >>> list(prefetch(range(5), depth=2))
-    [0, 1, 2, 3, 4]
-    """
-    done = object()
-    slots: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put(done)
-        except BaseException as exc:  # handed to the consumer
-            slots.put(_Raised(exc))
-
-    worker = threading.Thread(target=produce, name="roadlens-decode", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is done:
-                return
-            if isinstance(item, _Raised):
-                raise item.exc
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        while worker.is_alive():
-            try:
-                slots.get_nowait()
-            except queue.Empty:
-                worker.join(timeout=0.05)
-
-
-@dataclass(frozen=True)
-class _Raised:
-    exc: BaseException
