@@ -277,6 +277,8 @@ def test_only_corrupt_files_gives_a_skip(landing: Path, instance: dg.DagsterInst
     (landing / f"broken.mp4{DONE_MARKER}").touch()
     result = _tick(instance, landing)
     assert _requested(result) == [] and result.skip_reason
+    # The tick names the bad file and its problem instead of "no new ready videos".
+    assert f"1 file(s) skipped: {bad.resolve()}:" in result.skip_reason.skip_message
 
 
 @pytest.mark.slow

@@ -183,6 +183,41 @@ def test_a_sink_setting_that_can_never_work_fails_once_without_retries(
     assert not (tmp_path / "export").exists()
 
 
+@pytest.mark.parametrize(
+    ("asset", "env", "refused"),
+    [
+        ("amqp_events", "ROADLENS_AMQP_URL", "wrong-password"),
+        ("pg_detections", "ROADLENS_POSTGRES_URL", "no-such-role"),
+    ],
+)
+def test_a_server_that_refuses_the_login_fails_once_without_retries(
+    filled_lake: ParquetLake,
+    amqp_url: str,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    asset: str,
+    env: str,
+    refused: str,
+) -> None:
+    from urllib.parse import urlsplit
+
+    # The real local servers, asked with a login they refuse: a retry cannot change that.
+    if env == "ROADLENS_AMQP_URL":
+        parts = urlsplit(amqp_url)
+        url = parts._replace(netloc=f"guest:{refused}@{parts.hostname}:{parts.port or 5672}")
+    else:
+        parts = urlsplit(postgres_url)
+        url = parts._replace(netloc=f"{refused}@{parts.hostname}:{parts.port or 5432}")
+    monkeypatch.setenv(env, url.geturl())
+    result = _materialize(filled_lake, (asset,))
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    text = str(failure.step_failure_data.user_failure_data or failure.step_failure_data.error)
+    assert "cannot connect" in text
+    assert refused not in text or env == "ROADLENS_POSTGRES_URL"  # a password never shows
+
+
 def test_video_rows_must_match_the_video(filled_lake: ParquetLake) -> None:
     from roadlens.sinks.base import SinkBase, SinkError
 

@@ -155,10 +155,12 @@ def landing_sensor(
     # time (tag roadlens/source), so a live source's chunks are processed in order and each
     # chunk finds its predecessor's detections for continuity (docs/live.md).
     batches: dict[tuple[str, str], list] = defaultdict(list)
+    rejected: list[str] = []
     for candidate in ready:
         try:
             record = register_video(candidate.path, landing_root=landing, sources=sources.sources())
         except (VideoError, ValueError, OSError) as exc:
+            rejected.append(f"{candidate.path}: {exc}")
             context.log.warning(f"skipping {candidate.path}: {exc}")
         else:
             batches[record.capture_date, record.source_id].append(record)
@@ -191,6 +193,9 @@ def landing_sensor(
         )
     else:
         skip = "no new ready videos"
+    if rejected:
+        # Bad files are taken off the list for good (until they change): say which and why.
+        skip = f"{len(rejected)} file(s) skipped: " + "; ".join(rejected)
     return dg.SensorResult(
         run_requests=requests,
         cursor=json.dumps(next_cursor, sort_keys=True),

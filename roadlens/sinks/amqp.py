@@ -43,6 +43,7 @@ from roadlens.redact import redact, scrub
 from roadlens.schema import SINK_TABLES, table_version
 from roadlens.sinks.base import (
     SinkBase,
+    SinkConfigError,
     SinkError,
     SinkWrite,
     Stopwatch,
@@ -51,6 +52,13 @@ from roadlens.sinks.base import (
 )
 from roadlens.sinks.encode import iter_bytes, json_lines
 from roadlens.sinks.state import LocalManifest, default_state_dir
+
+# Broker answers that stay the same on every retry: a refused login, an unknown vhost.
+_REFUSALS = (
+    pika.exceptions.ProbableAuthenticationError,
+    pika.exceptions.AuthenticationError,
+    pika.exceptions.ProbableAccessDeniedError,
+)
 
 # How often the I/O loop hands control back to check deadlines (seconds).
 _TICK_S = 0.25
@@ -141,7 +149,7 @@ class AmqpSink(SinkBase):
         window: int = 500,
     ) -> None:
         if urlsplit(url).scheme not in ("amqp", "amqps"):
-            raise SinkError(f"amqp: {redact(url)} is not an amqp:// or amqps:// URL")
+            raise SinkConfigError(f"amqp: {redact(url)} is not an amqp:// or amqps:// URL")
         self.url = url
         self.exchange = exchange
         self.exchange_type = exchange_type
@@ -162,6 +170,7 @@ class AmqpSink(SinkBase):
         self._channel: pika.channel.Channel | None = None
         self._ready = False
         self._failure = ""
+        self._refused = False
         self._batch: _Batch | None = None
         self._published = 0  # delivery tags handed out on the current channel
         self._progress_at = time.monotonic()
@@ -180,6 +189,7 @@ class AmqpSink(SinkBase):
 
     def _open(self) -> None:
         self._ready, self._failure, self._published, self._channel = False, "", 0, None
+        self._refused = False
         self._conn = SelectConnection(
             self._params,
             on_open_callback=self._on_open,
@@ -190,7 +200,10 @@ class AmqpSink(SinkBase):
         if self._failure or not self._ready:
             failure = self._failure or "not ready"
             self._drop()
-            raise self._error(failure)
+            error = self._error(failure)
+            if self._refused:
+                raise SinkConfigError(str(error))
+            raise error
 
     def _on_open(self, connection: SelectConnection) -> None:
         connection.channel(on_open_callback=self._on_channel)
@@ -205,6 +218,8 @@ class AmqpSink(SinkBase):
             last = getattr(inner, "exceptions", None)
             if last:
                 reason = f"{type(error).__name__}: {last[-1]!r}"
+        # A refused login or an unknown vhost stays refused: no retry can help.
+        self._refused = isinstance(error, _REFUSALS)
         self._fail(f"cannot connect: {reason}")
 
     def _on_connection_closed(self, connection: SelectConnection, reason: BaseException) -> None:

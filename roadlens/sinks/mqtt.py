@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 from roadlens.redact import redact, scrub
 from roadlens.sinks.base import (
     SinkBase,
+    SinkConfigError,
     SinkError,
     SinkWrite,
     Stopwatch,
@@ -42,6 +43,10 @@ from roadlens.sinks.base import (
 )
 from roadlens.sinks.encode import iter_bytes, json_lines
 from roadlens.sinks.state import LocalManifest, default_state_dir
+
+# CONNACK reason codes no retry changes: unsupported protocol version, client id not valid,
+# bad user name or password, not authorized (MQTT 3.1.1's codes 1, 2, 4, 5 map onto these).
+_LOGIN_REFUSALS = frozenset({132, 133, 134, 135})
 
 # Characters that are wildcards or separators in MQTT topic names.
 _TOPIC_UNSAFE = r"[/+#\x00]"
@@ -132,14 +137,16 @@ class MqttSink(SinkBase):
         protocol: str = "5",
     ) -> None:
         if qos not in (0, 1, 2):
-            raise SinkError(f"mqtt: qos must be 0, 1 or 2, not {qos!r}")
+            raise SinkConfigError(f"mqtt: qos must be 0, 1 or 2, not {qos!r}")
         if protocol not in ("5", "3.1.1"):
-            raise SinkError(f"mqtt: protocol must be '5' or '3.1.1', not {protocol!r}")
+            raise SinkConfigError(f"mqtt: protocol must be '5' or '3.1.1', not {protocol!r}")
         if not topic_prefix or any(c in topic_prefix for c in "+#\x00"):
-            raise SinkError(f"mqtt: topic prefix {topic_prefix!r} is empty or holds a wildcard")
+            raise SinkConfigError(
+                f"mqtt: topic prefix {topic_prefix!r} is empty or holds a wildcard"
+            )
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise SinkError(f"mqtt: {redact(url)} is not an mqtt:// or mqtts:// URL")
+            raise SinkConfigError(f"mqtt: {redact(url)} is not an mqtt:// or mqtts:// URL")
         self.url = url
         self.topic_prefix = topic_prefix.rstrip("/")
         self.qos = qos
@@ -168,6 +175,7 @@ class MqttSink(SinkBase):
         self._acks = _Acks()
         self._connack = threading.Event()  # set by the CONNACK, whatever it says
         self._refused: str = ""
+        self._refused_for_good = False
         self._receive_maximum = 65535
         self._connect()
 
@@ -221,7 +229,7 @@ class MqttSink(SinkBase):
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         self._connack.clear()
-        self._refused = ""
+        self._refused, self._refused_for_good = "", False
         try:
             client.connect(self._host, self._port, keepalive=self._keepalive_s)
         except (OSError, ValueError) as exc:
@@ -232,7 +240,10 @@ class MqttSink(SinkBase):
             raise self._error(f"no answer (CONNACK) within {self.timeout_s:g}s")
         if self._refused:
             self._shut(client)
-            raise self._error(f"the broker refused the connection: {self._refused}")
+            error = self._error(f"the broker refused the connection: {self._refused}")
+            if self._refused_for_good:
+                raise SinkConfigError(str(error))
+            raise error
         return client
 
     @staticmethod
@@ -251,6 +262,7 @@ class MqttSink(SinkBase):
     ) -> None:
         if reason_code.is_failure:
             self._refused = str(reason_code)
+            self._refused_for_good = reason_code.value in _LOGIN_REFUSALS
             # Stop paho from retrying a login that the broker refuses.
             client.disconnect()
         else:

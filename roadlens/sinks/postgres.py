@@ -55,7 +55,7 @@ from psycopg import sql
 from roadlens.prefetch import prefetch
 from roadlens.redact import redact, scrub
 from roadlens.schema import SINK_TABLES
-from roadlens.sinks.base import SinkBase, SinkError, SinkWrite, percentiles_ms
+from roadlens.sinks.base import SinkBase, SinkConfigError, SinkError, SinkWrite, percentiles_ms
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "sql" / "postgres"
 DEFAULT_SCHEMA = "roadlens"
@@ -505,9 +505,18 @@ def _connect(url: str, connect_timeout: int) -> psycopg.Connection[Any]:
             client_encoding="UTF8",  # Arrow strings are UTF-8 and go out as-is in binary COPY
         )
     except psycopg.Error as exc:
-        raise SinkError(
-            f"postgres: cannot connect to {redact(url)}: {_describe(exc, url)}"
-        ) from None
+        why = _describe(exc, url)
+        # The server answered and refused this login for good: retrying cannot help.
+        error = SinkConfigError if _REFUSED_LOGIN.search(why) else SinkError
+        raise error(f"postgres: cannot connect to {redact(url)}: {why}") from None
+
+
+# Server answers to a connection that no retry changes (a wrong password, user or database);
+# "starting up" or "too many clients" are left out: those pass.
+_REFUSED_LOGIN = re.compile(
+    r"password authentication failed|role \S+ does not exist|database \S+ does not exist"
+    r"|no pg_hba\.conf entry|permission denied for database"
+)
 
 
 def upgrade(
