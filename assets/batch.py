@@ -8,7 +8,7 @@ import dagster as dg
 
 from roadlens.pipeline import StageOutcome
 
-SPINE_ASSETS = ("videos", "frames", "detections", "enriched_detections")
+SPINE_ASSETS = ("videos", "frames", "raw_detections", "detections")
 
 
 class VideoBatch(dg.Config):

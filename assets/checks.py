@@ -11,10 +11,10 @@ import json
 
 import dagster as dg
 
-from assets.spine import enriched_detections
+from assets.spine import detections
 from orchestration.partitions import capture_date
 from resources import LakeResource
-from roadlens import pipeline
+from roadlens.lake import DETECTIONS_TABLE, FRAMES_TABLE
 from roadlens.quality.drift import compare, drift_metrics
 
 HISTORY_LIMIT = 30  # evaluations read back; enough for a month of daily partitions
@@ -23,7 +23,7 @@ METRICS_KEY = "metrics"
 
 def _history(context: dg.AssetCheckExecutionContext, partition: str) -> list[dict]:
     """Metrics recorded by earlier evaluations of this check on other partitions."""
-    key = dg.AssetCheckKey(dg.AssetKey("enriched_detections"), "detections_drift")
+    key = dg.AssetCheckKey(dg.AssetKey("detections"), "detections_drift")
     records = context.instance.event_log_storage.get_asset_check_execution_history(
         key, limit=HISTORY_LIMIT
     )
@@ -39,7 +39,7 @@ def _history(context: dg.AssetCheckExecutionContext, partition: str) -> list[dic
 
 
 @dg.asset_check(
-    asset=enriched_detections,
+    asset=detections,
     name="detections_drift",
     blocking=False,
     partitions_def=capture_date,
@@ -53,8 +53,8 @@ def detections_drift(
 ) -> dg.AssetCheckResult:
     store = lake.lake()
     partition = context.partition_key
-    detections = store.read_date(pipeline.DETECTIONS_TABLE, partition)
-    frames = store.read_date(pipeline.FRAMES_TABLE, partition)
+    detections = store.read_date(DETECTIONS_TABLE, partition)
+    frames = store.read_date(FRAMES_TABLE, partition)
     if detections is None or frames is None:
         return dg.AssetCheckResult(
             passed=True,

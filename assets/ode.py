@@ -1,4 +1,5 @@
-"""The ODE stage: ``ode_events`` -> ``event_stats``, and ``heatmaps``, per video of the date.
+"""The ODE stage: ``events`` (with their media) -> ``event_stats``, and ``heatmaps``, per
+video of the date. Each asset writes the lake table of the same name.
 
 The rule file is configuration (``RulesResource``); its sha256 is in every event row and
 in the metadata, and a video whose events already come from the same rules and the same
@@ -14,15 +15,15 @@ import dagster as dg
 
 from assets.batch import VideoBatch, outcome_metadata
 from assets.quality import gate_check_result, gate_check_spec, publish_quarantine
-from assets.spine import enriched_detections
+from assets.spine import detections
 from orchestration.partitions import capture_date
 from resources import LakeResource, SinksResource, SourcesResource
 from resources.rules import RulesResource
 from roadlens import pipeline
+from roadlens.lake import EVENTS_TABLE, ParquetLake
 from roadlens.ode import stage
 from roadlens.ode.rules import RuleSet
 from roadlens.registry import VideoRecord
-from roadlens.sinks.parquet import ParquetLake
 
 GROUP = "ode"
 
@@ -42,7 +43,7 @@ def rule_set_version(hashes: dict[str, str]) -> str:
     group_name=GROUP,
     description=(
         "The ODE rule files (the deployment's and each source's own). Observing them records "
-        "their combined sha256 as the data version, so editing a rule marks ode_events and "
+        "their combined sha256 as the data version, so editing a rule marks events and "
         "everything downstream of it stale, and nothing upstream."
     ),
 )
@@ -76,11 +77,11 @@ def _videos(store: ParquetLake, date: str, config: VideoBatch) -> list[VideoReco
 @dg.asset(
     partitions_def=capture_date,
     group_name=GROUP,
-    deps=[enriched_detections, rule_files],
-    kinds={"pandas", "parquet"},
-    check_specs=[gate_check_spec("ode_events", "events_valid", blocking=True)],
+    deps=[detections, rule_files],
+    kinds={"pandas", "opencv", "parquet"},
+    check_specs=[gate_check_spec("events", "events_valid", blocking=True)],
 )
-def ode_events(
+def events(
     context: dg.AssetExecutionContext,
     config: VideoBatch,
     lake: LakeResource,
@@ -88,7 +89,13 @@ def ode_events(
     sources: SourcesResource,
     sinks: SinksResource,
 ) -> dg.MaterializeResult:
-    """Rule events per video, evaluated as whole-column pandas over its detections and frames."""
+    """Rule events per video, evaluated as whole-column pandas over its detections and frames,
+    with each rule's capture and actions: frame/crop JPEGs, clips, annotated video and
+    notifications, named in the events' ``media_paths``.
+
+    Media paths derive from event ids, so a re-run overwrites; notifications keep a ledger,
+    so a re-run does not notify twice.
+    """
     store = lake.lake()
     default_rules = rules.rule_set()  # validated up front: a bad file fails the step at once
     outcomes, current = [], []
@@ -100,13 +107,16 @@ def ode_events(
             current.append(record.video_id)
             continue
         outcome = stage.evaluate_video(store, record, rule_set)
-        context.log.info(f"{record.video_id}: {outcome.rows} events in {outcome.seconds:.2f}s")
+        context.log.info(
+            f"{record.video_id}: {outcome.rows} events, {outcome.extra.get('media_files', 0)} "
+            f"media files in {outcome.seconds:.2f}s"
+        )
         outcomes.append(outcome)
     per_rule: Counter[str] = Counter()
     for o in outcomes:
         per_rule.update(o.extra.get("per_rule", {}))  # type: ignore[arg-type]
     publish_quarantine(context, sinks, store, "events", [o.video_id for o in outcomes])
-    check = gate_check_result(outcomes, asset="ode_events", name="events_valid", blocking=True)
+    check = gate_check_result(outcomes, asset="events", name="events_valid", blocking=True)
     return dg.MaterializeResult(
         check_results=[check],
         metadata=outcome_metadata(
@@ -121,7 +131,7 @@ def ode_events(
     )
 
 
-@dg.asset(partitions_def=capture_date, group_name=GROUP, deps=[ode_events], kinds={"pandas"})
+@dg.asset(partitions_def=capture_date, group_name=GROUP, deps=[events], kinds={"pandas"})
 def event_stats(
     context: dg.AssetExecutionContext, config: VideoBatch, lake: LakeResource
 ) -> dg.MaterializeResult:
@@ -130,7 +140,7 @@ def event_stats(
     outcomes = [
         stage.stats_for_video(store, record)
         for record in _videos(store, context.partition_key, config)
-        if store.has_video(stage.EVENTS_TABLE, record.video_id)
+        if store.has_video(EVENTS_TABLE, record.video_id)
     ]
     return dg.MaterializeResult(metadata=outcome_metadata(outcomes))
 
@@ -138,7 +148,7 @@ def event_stats(
 @dg.asset(
     partitions_def=capture_date,
     group_name=GROUP,
-    deps=[enriched_detections],
+    deps=[detections],
     kinds={"numpy", "parquet"},
 )
 def heatmaps(
@@ -157,33 +167,4 @@ def heatmaps(
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(partitions_def=capture_date, group_name=GROUP, deps=[ode_events], kinds={"opencv"})
-def event_media(
-    context: dg.AssetExecutionContext,
-    config: VideoBatch,
-    lake: LakeResource,
-    rules: RulesResource,
-    sources: SourcesResource,
-) -> dg.MaterializeResult:
-    """Each rule's capture and actions: frame/crop JPEGs, clips, annotated video, notifications.
-
-    Media paths derive from event ids, so a re-run overwrites; notifications keep a ledger,
-    so a re-run does not notify twice.
-    """
-    from roadlens.ode.actions import actions_for_video
-
-    store = lake.lake()
-    outcomes = []
-    for record in _videos(store, context.partition_key, config):
-        if not store.has_video(stage.EVENTS_TABLE, record.video_id):
-            continue
-        outcome = actions_for_video(store, record, _rule_set_for(record, rules, sources))
-        context.log.info(
-            f"{record.video_id}: {outcome.extra.get('media_files', 0)} media files "
-            f"for {outcome.rows} events"
-        )
-        outcomes.append(outcome)
-    return dg.MaterializeResult(metadata=outcome_metadata(outcomes))
-
-
-ODE_ASSETS = (ode_events, event_stats, heatmaps, event_media)
+ODE_ASSETS = (events, event_stats, heatmaps)

@@ -25,10 +25,10 @@ import dagster as dg
 
 from orchestration.partitions import capture_date
 from resources.sinks import SinksResource
+from roadlens.lake import ParquetLake
 from roadlens.pipeline import StageOutcome
 from roadlens.quality.gate import read_quarantine
 from roadlens.sinks.base import SinkError
-from roadlens.sinks.parquet import ParquetLake
 
 DEFAULT_MAX_QUARANTINE_SHARE = 0.05
 

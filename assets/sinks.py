@@ -15,14 +15,12 @@ from dataclasses import dataclass
 import dagster as dg
 
 from assets.batch import VideoBatch
-from assets.ode import event_media
-from assets.spine import enriched_detections
+from assets.ode import events
+from assets.spine import detections
 from orchestration.partitions import capture_date
 from resources import LakeResource
 from resources.sinks import SinksResource
-from roadlens.ode.actions import EVENT_MEDIA_TABLE
 from roadlens.sinks.base import SinkConfigError, SinkError, SinkWrite, table_fingerprint
-from roadlens.sinks.parquet import ParquetLake
 
 GROUP = "sinks"
 
@@ -56,12 +54,6 @@ class ExportPlan:
 
     write: list[str]
     unchanged: list[str]
-
-
-def lake_videos(lake: ParquetLake, table: str, date: str) -> list[str]:
-    """Video ids that hold a file of ``table`` on ``date`` (sorted)."""
-    folder = lake.root / table / f"date={date}"
-    return sorted(p.stem for p in folder.glob("source_id=*/*.parquet"))
 
 
 def plan_export(
@@ -104,13 +96,11 @@ def sink_metadata(
     return meta
 
 
-def build_sink_asset(
-    sink: str, table: str, upstream: dg.AssetsDefinition, *, lake_table: str | None = None
-) -> dg.AssetsDefinition:
-    """The asset that keeps sink ``sink``'s ``table`` in step with lake table ``lake_table``
-    (default ``table``)."""
+def build_sink_asset(sink: str, upstream: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    """The asset that keeps sink ``sink``'s table in step with the lake table that
+    ``upstream`` writes (both named like the asset)."""
+    table = upstream.key.to_user_string()
     name = f"{SINK_PREFIX[sink]}_{table}"
-    source = lake_table or table
 
     @dg.asset(
         name=name,
@@ -120,8 +110,7 @@ def build_sink_asset(
         kinds={SINK_KIND[sink]},
         pool=f"sink_{sink}",
         retry_policy=SINK_RETRY,
-        description=f"Every video's {table} of the date (lake table {source!r}), replaced in "
-        f"the {sink} sink.",
+        description=f"Every video's {table} of the date, replaced in the {sink} sink.",
     )
     def _sink_asset(
         context: dg.AssetExecutionContext,
@@ -138,9 +127,9 @@ def build_sink_asset(
             )
         store = lake.lake()
         date = context.partition_key
-        available = lake_videos(store, source, date)
+        available = store.video_ids(table, date)
         chosen = [v for v in config.video_ids if v in available] if config.video_ids else available
-        data = {v: store.read_video(source, v) for v in chosen}
+        data = {v: store.read_video(table, v) for v in chosen}
         fingerprints = {v: table_fingerprint(t) for v, t in data.items()}
         writes: list[SinkWrite] = []
         failed: dict[str, str] = {}
@@ -191,15 +180,12 @@ def build_sink_asset(
 
 
 # Detections go to the databases, Kafka and the file export; rule events go there too and
-# to the MQTT and AMQP brokers (low volume, for IoT and workflow consumers). Events are
-# read from ``event_media`` (the events with their capture and clip paths filled in), so
-# consumers get the media paths; the sinks' table is still ``events``.
+# to the MQTT and AMQP brokers (low volume, for IoT and workflow consumers). Each sink
+# asset reads the lake table of its upstream asset's name and writes the sink's table of
+# the same name.
 DETECTION_SINKS = ("postgres", "mongo", "kafka", "files")
 EVENT_SINKS = ("postgres", "mongo", "kafka", "mqtt", "amqp", "files")
-SINK_ASSETS = tuple(
-    build_sink_asset(sink, "detections", enriched_detections) for sink in DETECTION_SINKS
-) + tuple(
-    build_sink_asset(sink, "events", event_media, lake_table=EVENT_MEDIA_TABLE)
-    for sink in EVENT_SINKS
+SINK_ASSETS = tuple(build_sink_asset(sink, detections) for sink in DETECTION_SINKS) + tuple(
+    build_sink_asset(sink, events) for sink in EVENT_SINKS
 )
 SINK_ASSET_NAMES = tuple(a.key.to_user_string() for a in SINK_ASSETS)

@@ -1,4 +1,6 @@
-"""The spine: ``videos`` -> ``frames`` -> ``detections`` -> ``enriched_detections``.
+"""The spine: ``videos`` -> ``frames`` -> ``raw_detections`` -> ``detections``.
+
+Each asset writes the lake table of the same name (:mod:`roadlens.lake.catalog`).
 
 Each asset is partitioned by capture date and processes the videos named in its run
 config (a sensor micro-batch) or every video of the date that is not done yet (the
@@ -15,6 +17,7 @@ from assets.quality import gate_check_result, gate_check_spec, publish_quarantin
 from orchestration.partitions import capture_date
 from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
 from roadlens import pipeline
+from roadlens.lake import FRAMES_TABLE, RAW_DETECTIONS_TABLE, VIDEOS_TABLE
 from roadlens.registry import list_candidates, register_video, video_id_of
 from roadlens.video import VideoError
 
@@ -42,9 +45,7 @@ def videos(
         paths = [
             str(c.path)
             for c in list_candidates(landing)
-            if not store.has_video(
-                pipeline.VIDEOS_TABLE, video_id_of(c.path, landing, sources.sources())
-            )
+            if not store.has_video(VIDEOS_TABLE, video_id_of(c.path, landing, sources.sources()))
         ]
     outcomes, skipped, unreadable = [], Counter(), {}
     for path in paths:
@@ -122,7 +123,7 @@ def frames(
     kinds={"pytorch", "parquet"},
     pool=DETECTOR_POOL,
 )
-def detections(
+def raw_detections(
     context: dg.AssetExecutionContext,
     config: VideoBatch,
     lake: LakeResource,
@@ -144,7 +145,7 @@ def detections(
         context.partition_key,
         config.video_ids,
         force=config.force,
-        needs=pipeline.FRAMES_TABLE,
+        needs=FRAMES_TABLE,
     ):
 
         def progress(done: int, total: int, fps: float, video_id: str = record.video_id) -> None:
@@ -174,11 +175,11 @@ def detections(
 @dg.asset(
     partitions_def=capture_date,
     group_name=GROUP,
-    deps=[detections],
+    deps=[raw_detections],
     kinds={"pandas", "parquet"},
-    check_specs=[gate_check_spec("enriched_detections", "detections_valid", blocking=True)],
+    check_specs=[gate_check_spec("detections", "detections_valid", blocking=True)],
 )
-def enriched_detections(
+def detections(
     context: dg.AssetExecutionContext,
     config: VideoBatch,
     lake: LakeResource,
@@ -197,19 +198,17 @@ def enriched_detections(
             context.partition_key,
             config.video_ids,
             force=config.force,
-            needs=pipeline.RAW_TABLE,
+            needs=RAW_DETECTIONS_TABLE,
         )
     ]
     warnings = [w for o in outcomes for w in o.extra.get("warnings", [])]  # type: ignore[attr-defined]
     for warning in warnings:
         context.log.warning(warning)
     publish_quarantine(context, sinks, store, "detections", [o.video_id for o in outcomes])
-    check = gate_check_result(
-        outcomes, asset="enriched_detections", name="detections_valid", blocking=True
-    )
+    check = gate_check_result(outcomes, asset="detections", name="detections_valid", blocking=True)
     return dg.MaterializeResult(
         metadata=outcome_metadata(outcomes, warnings=warnings), check_results=[check]
     )
 
 
-SPINE = (videos, frames, detections, enriched_detections)
+SPINE = (videos, frames, raw_detections, detections)

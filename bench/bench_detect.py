@@ -272,8 +272,8 @@ def asset_split(
     """One run of the frames stage and of ``pipeline.detect_video`` with the default detector."""
     from roadlens import pipeline
     from roadlens.detect.detector import Detector, DetectorConfig
+    from roadlens.lake import ParquetLake
     from roadlens.registry import register_video
-    from roadlens.sinks.parquet import ParquetLake
 
     lake = ParquetLake(workdir / "lake")
     record = register_video(clip)

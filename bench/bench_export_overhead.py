@@ -43,8 +43,8 @@ def run_spine(workdir: Path, seconds: float) -> tuple[object, str, dict[str, flo
     """Render a drive and run frames -> detections -> enrichment; return lake, video, seconds."""
     from roadlens import pipeline
     from roadlens.detect.detector import Detector, DetectorConfig
+    from roadlens.lake import ParquetLake
     from roadlens.registry import register_video
-    from roadlens.sinks.parquet import ParquetLake
     from roadlens.synth.render import render_drive_set
 
     clips = render_drive_set(workdir / "landing", clips=1, seconds=seconds, seed=3)

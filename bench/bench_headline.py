@@ -917,7 +917,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| RoadLens Dagster steps (wall) | run {steps.get('(run)', float('nan')):.1f} s: "
                 f"{shown}, rest {sum(x for _, x in ranked[6:]):.1f} s |"
             )
-            model_s, detect_step = s.get("stages_s", {}).get("model"), steps.get("detections")
+            model_s, detect_step = s.get("stages_s", {}).get("model"), steps.get("raw_detections")
             if model_s is not None and detect_step:
                 lines.append(
                     f"| RoadLens model / detections step wall | {model_s / detect_step:.2f} |"

@@ -43,8 +43,8 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from roadlens.lake import ParquetLake
 from roadlens.service.testing import free_port
-from roadlens.sinks.parquet import ParquetLake
 from roadlens.synth.tables import synthetic_detections, synthetic_events
 
 ROOT = Path(__file__).resolve().parents[1]

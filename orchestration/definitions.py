@@ -5,7 +5,7 @@ import dagster as dg
 from assets.checks import QUALITY_CHECKS
 from assets.ode import ODE_ASSETS, rule_files
 from assets.sinks import SINK_ASSETS
-from assets.spine import detections, enriched_detections, frames, videos
+from assets.spine import SPINE
 from orchestration.executors import spine_job_celery
 from orchestration.jobs import spine_job
 from orchestration.schedules import nightly_spine_schedule
@@ -14,7 +14,7 @@ from resources import DetectorResource, LakeResource, SinksResource, SourcesReso
 from resources.rules import RulesResource
 
 defs = dg.Definitions(
-    assets=[videos, frames, detections, enriched_detections, rule_files, *ODE_ASSETS, *SINK_ASSETS],
+    assets=[*SPINE, rule_files, *ODE_ASSETS, *SINK_ASSETS],
     asset_checks=[*QUALITY_CHECKS],
     jobs=[spine_job, spine_job_celery, rule_files_job],
     schedules=[nightly_spine_schedule],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from roadlens.sinks.parquet import ParquetLake
+from roadlens.lake import ParquetLake
 
 
 def roadlens_home() -> Path:

@@ -284,12 +284,12 @@ def _sink_summary(result) -> dict[str, dict]:
 def _run_summary(result, seconds: float) -> dict:
     meta = {
         node: _node_metadata(result, node)
-        for node in ("videos", "frames", "detections", "enriched_detections", "ode_events")
+        for node in ("videos", "frames", "raw_detections", "detections", "events")
     }
     heatmap_meta = _node_metadata(result, "heatmaps")
     frames = meta["frames"].get("per_video", {})
-    dets = meta["detections"].get("per_video", {})
-    enriched = meta["enriched_detections"].get("per_video", {})
+    dets = meta["raw_detections"].get("per_video", {})
+    enriched = meta["detections"].get("per_video", {})
     per_class: Counter[str] = Counter()
     for v in dets.values():
         per_class.update(v.get("per_class", {}))
@@ -305,10 +305,10 @@ def _run_summary(result, seconds: float) -> dict:
         "per_class": dict(sorted(per_class.items())),
         "tracks": sum(v.get("tracks", 0) for v in dets.values()),
         "gps_coverage": gps_rows / rows if rows else 0.0,
-        "warnings": list(meta["enriched_detections"].get("warnings", [])),
-        "backend": meta["detections"].get("backend", "?"),
-        "model": meta["detections"].get("model", "?"),
-        "demo_fallback": meta["detections"].get("demo_fallback", "no"),
+        "warnings": list(meta["detections"].get("warnings", [])),
+        "backend": meta["raw_detections"].get("backend", "?"),
+        "model": meta["raw_detections"].get("model", "?"),
+        "demo_fallback": meta["raw_detections"].get("demo_fallback", "no"),
         "decode_stopped": {
             k: v["decode_stopped"] for k, v in dets.items() if v.get("decode_stopped")
         },
@@ -319,9 +319,9 @@ def _run_summary(result, seconds: float) -> dict:
             "enrich": sum(v["seconds"] for v in enriched.values()),
             "run_total": seconds,
         },
-        "outputs": meta["enriched_detections"].get("files", []),
-        "events": meta["ode_events"].get("per_rule", {}),
-        "rules": meta["ode_events"].get("rules_path", ""),
+        "outputs": meta["detections"].get("files", []),
+        "events": meta["events"].get("per_rule", {}),
+        "rules": meta["events"].get("rules_path", ""),
         "heatmap_png": str(heatmap_meta.get("png", "")),
         "sinks": _sink_summary(result),
         "checks": _check_summary(result),
@@ -432,9 +432,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from roadlens.detect.evaluate import evaluate_detections, load_truth
-    from roadlens.pipeline import FRAMES_TABLE, RAW_TABLE
+    from roadlens.lake import FRAMES_TABLE, RAW_DETECTIONS_TABLE, ParquetLake
     from roadlens.sinks.duckdb_views import connect
-    from roadlens.sinks.parquet import ParquetLake
 
     lake = ParquetLake(_lake_root(args))
     con = connect(lake.root)
@@ -453,7 +452,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except FileNotFoundError as exc:
             print(f"skip {video_id}: {exc}", file=sys.stderr)
             continue
-        preds = lake.read_video(RAW_TABLE, video_id).to_pandas()
+        preds = lake.read_video(RAW_DETECTIONS_TABLE, video_id).to_pandas()
         frames = lake.read_video(FRAMES_TABLE, video_id).column("frame_number").to_numpy()
         report = evaluate_detections(preds, truth, frames=frames, iou_threshold=args.iou)
         reports[video_id] = report.to_dict()
@@ -501,9 +500,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     clips = render_drive_set(landing, clips=args.clips, seconds=args.seconds, seed=args.seed)
     _prepare_dagster_home()
-    print(
-        "running the spine (videos -> frames -> detections -> enriched_detections) in-process ..."
-    )
+    print("running the spine (videos -> frames -> raw_detections -> detections) in-process ...")
     from roadlens.detect.weights import DEMO_WEIGHTS
 
     # Synthetic scenes get the detector trained on them; real footage gets a COCO model.

@@ -16,7 +16,6 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,21 +27,23 @@ from roadlens.camera import THUMBNAIL_WIDTH, CameraProfile
 from roadlens.detect.detector import Detector
 from roadlens.detect.weights import road_class_ids
 from roadlens.enrich import SourceIdentity, enrich_detections, read_gps_track
+from roadlens.lake import (
+    DETECTIONS_TABLE,
+    FRAMES_TABLE,
+    RAW_DETECTIONS_TABLE,
+    VIDEOS_TABLE,
+    ParquetLake,
+    WriteStats,
+)
 from roadlens.prefetch import prefetch
 from roadlens.quality.gate import gate
 from roadlens.registry import VideoRecord
 from roadlens.schema import FRAMES, TIMESTAMP, conform
-from roadlens.sinks.parquet import ParquetLake, WriteStats, safe_segment
 from roadlens.video import probe
 from roadlens.video.sample import epoch_us
 from roadlens.video.stream import DecodeReport, FrameIndex, decode_sampled, frame_index
 
 log = logging.getLogger(__name__)
-
-FRAMES_TABLE = "frames"
-RAW_TABLE = "raw_detections"
-DETECTIONS_TABLE = "detections"
-VIDEOS_TABLE = "videos"
 
 
 @dataclass
@@ -54,14 +55,6 @@ class StageOutcome:
     seconds: float
     write: WriteStats | None = None
     extra: dict[str, object] = field(default_factory=dict)
-
-
-def media_dir(lake: ParquetLake, record: VideoRecord) -> Path:
-    """Where a video's sampled JPEGs live."""
-    date = safe_segment(record.capture_date, "capture_date")
-    return (
-        lake.root / "media" / "frames" / f"date={date}" / safe_segment(record.video_id, "video_id")
-    )
 
 
 def register(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
@@ -140,7 +133,7 @@ def extract_frames(
     fps = target_fps or camera.sample_fps
     started = time.perf_counter()
     index = frame_index(record.path, fps)
-    final = media_dir(lake, record)
+    final = lake.frames_dir(record.capture_date, record.video_id)
     paths: list[str | None] = [None] * len(index)
     problems = index.problems()
     if camera.keep_frames == "none":
@@ -194,7 +187,7 @@ def _write_frame_images(
     paths: list[str | None],
 ) -> list[str]:
     """Decode the sampled frames into JPEGs (thumbnails or full size); fill ``paths``."""
-    final = media_dir(lake, record)
+    final = lake.frames_dir(record.capture_date, record.video_id)
     # A prefix of the id keeps the name under the file-system limit for the longest ids.
     staging = lake.staging / f"media-{record.video_id[:64]}-{uuid.uuid4().hex}"
     staging.mkdir(parents=True, exist_ok=True)
@@ -281,7 +274,7 @@ def detect_video(
         }
     )
     stats = lake.write_video(
-        RAW_TABLE,
+        RAW_DETECTIONS_TABLE,
         table,
         date=record.capture_date,
         source_id=record.source_id,
@@ -318,7 +311,7 @@ def detect_video(
 def enrich_video(lake: ParquetLake, record: VideoRecord, *, max_gap_s: float = 5.0) -> StageOutcome:
     """Add GPS, identity and deterministic ids to a video's raw detections."""
     started = datetime.now(UTC)
-    raw = lake.read_video(RAW_TABLE, record.video_id)
+    raw = lake.read_video(RAW_DETECTIONS_TABLE, record.video_id)
     meta = raw.schema.metadata or {}
     track = read_gps_track(record.gps_path, start=record.capture_start) if record.gps_path else None
     table = enrich_detections(

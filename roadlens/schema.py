@@ -165,15 +165,6 @@ HEATMAPS = pa.schema(
     metadata={"schema_version": str(SCHEMA_VERSION), "table": "heatmaps"},
 )
 
-# The tables a sink can receive, by name.
-SINK_TABLES: dict[str, pa.Schema] = {
-    "detections": DETECTIONS,
-    "events": EVENTS,
-    "event_stats": EVENT_STATS,
-    "heatmaps": HEATMAPS,
-}
-
-
 VIDEOS = pa.schema(
     [
         pa.field("video_id", pa.string(), nullable=False),
@@ -192,6 +183,24 @@ VIDEOS = pa.schema(
     metadata={"schema_version": str(SCHEMA_VERSION), "table": "videos"},
 )
 
+
+# One row per track of a video. ``chain_id`` is ``"<chain_video_id>:<chain_track_id>"``, the
+# first (video, track) of the chain of stitched tracks; ``prev_*``, ``iou`` and ``gap_s``
+# describe the stitch to the previous chunk (null for a track that starts a chain).
+TRACK_LINKS = pa.schema(
+    [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("track_id", pa.int64(), nullable=False),
+        pa.field("chain_id", pa.string(), nullable=False),
+        pa.field("chain_video_id", pa.string(), nullable=False),
+        pa.field("chain_track_id", pa.int64(), nullable=False),
+        pa.field("prev_video_id", pa.string()),
+        pa.field("prev_track_id", pa.int64()),
+        pa.field("iou", pa.float64()),
+        pa.field("gap_s", pa.float64()),
+    ],
+    metadata={"schema_version": "1", "table": "track_links"},
+)
 
 # The column that repeats the table's version in every row, where a table has one.
 VERSION_COLUMN = "schema_version"

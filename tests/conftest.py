@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from roadlens.sinks.parquet import ParquetLake
+from roadlens.lake import ParquetLake
 from roadlens.synth.render import DEFAULT_START, SynthClip, render_drive_set
 from tests.services import (  # noqa: F401 - fixtures for the server-backed sink tests
     amqp_url,

@@ -23,10 +23,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from roadlens.lake import ParquetLake
 from roadlens.live.status import RecorderStatus, write_status
 from roadlens.service import ServiceSettings, create_app
 from roadlens.service.testing import ServerThread
-from roadlens.sinks.parquet import ParquetLake
 from roadlens.synth.tables import synthetic_detections, synthetic_events
 from tests.services import skip_or_fail
 

@@ -10,7 +10,7 @@ import pytest
 from orchestration.definitions import defs
 from orchestration.partitions import capture_date
 
-SPINE_KEYS = {"videos", "frames", "detections", "enriched_detections"}
+SPINE_KEYS = {"videos", "frames", "raw_detections", "detections"}
 DETECTION_SINK_KEYS = {"pg_detections", "mongo_detections", "kafka_detections", "file_detections"}
 EVENT_SINK_KEYS = {
     "pg_events",
@@ -21,7 +21,7 @@ EVENT_SINK_KEYS = {
     "file_events",
 }
 SINK_KEYS = DETECTION_SINK_KEYS | EVENT_SINK_KEYS
-ODE_KEYS = {"ode_events", "event_stats", "heatmaps", "event_media"}
+ODE_KEYS = {"events", "event_stats", "heatmaps"}
 
 
 def test_definitions_are_loadable() -> None:
@@ -47,15 +47,25 @@ def test_asset_keys_groups_and_lineage() -> None:
     assert upstream == {
         "videos": set(),
         "frames": {"videos"},
-        "detections": {"frames"},
-        "enriched_detections": {"detections"},
-        "ode_events": {"enriched_detections", "rule_files"},
-        "event_stats": {"ode_events"},
-        "heatmaps": {"enriched_detections"},
-        "event_media": {"ode_events"},
-        **{key: {"enriched_detections"} for key in DETECTION_SINK_KEYS},
-        **{key: {"event_media"} for key in EVENT_SINK_KEYS},
+        "raw_detections": {"frames"},
+        "detections": {"raw_detections"},
+        "events": {"detections", "rule_files"},
+        "event_stats": {"events"},
+        "heatmaps": {"detections"},
+        **{key: {"detections"} for key in DETECTION_SINK_KEYS},
+        **{key: {"events"} for key in EVENT_SINK_KEYS},
     }
+
+
+def test_every_asset_that_writes_the_lake_is_named_like_its_table() -> None:
+    """Asset keys, lake tables and sink tables share one name (issue: names that match)."""
+    from roadlens.lake import CATALOG, SINK_TABLES
+
+    data_assets = SPINE_KEYS | ODE_KEYS
+    assert data_assets <= set(CATALOG)
+    for key in SINK_KEYS:
+        _, table = key.split("_", 1)
+        assert table in data_assets & set(SINK_TABLES), key
 
 
 def test_sink_assets_retry_with_backoff() -> None:
@@ -154,7 +164,7 @@ def test_rule_files_are_an_observable_source_upstream_of_the_events_only() -> No
     node = graph.get(key)
     assert node.is_observable and not node.is_materializable
     downstream = {k.to_user_string() for k in node.child_keys}
-    assert downstream == {"ode_events"}
+    assert downstream == {"events"}
     observe = defs.resolve_job_def("rule_files_job")
     assert [n.name for n in observe.nodes_in_topological_order] == ["rule_files"]
     sensor = defs.get_repository_def().get_sensor_def("rule_files_sensor")
@@ -168,5 +178,5 @@ def test_quality_checks_guard_the_tables_and_block_the_sinks() -> None:
     graph = defs.resolve_asset_graph()
     blocking = {name for name, key in checks.items() if graph.get_check_spec(key).blocking}
     assert blocking == {"detections_valid", "events_valid"}
-    assert checks["detections_valid"].asset_key == dg.AssetKey("enriched_detections")
-    assert checks["events_valid"].asset_key == dg.AssetKey("ode_events")
+    assert checks["detections_valid"].asset_key == dg.AssetKey("detections")
+    assert checks["events_valid"].asset_key == dg.AssetKey("events")

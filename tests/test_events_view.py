@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from roadlens.lake import ParquetLake
 from roadlens.sinks.duckdb_views import query
-from roadlens.sinks.parquet import ParquetLake
 from roadlens.synth.tables import synthetic_events
 
 

@@ -32,9 +32,9 @@ from hypothesis import strategies as st
 from roadlens import pipeline
 from roadlens.enrich.gps import GpsError, read_gps_track
 from roadlens.enrich.sources import SourceConfigError, load_sources
+from roadlens.lake import ParquetLake
 from roadlens.ode.rules import RuleError, load_rules
 from roadlens.registry import VideoRecord
-from roadlens.sinks.parquet import ParquetLake
 from roadlens.video import VideoError, mp4, probe
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "rules" / "examples.yaml"
@@ -172,14 +172,14 @@ def test_failed_frame_extraction_writes_nothing(data: bytes) -> None:
             outcome = pipeline.extract_frames(lake, record, target_fps=5.0)
         except VideoError:
             assert not lake.has_video(pipeline.FRAMES_TABLE, record.video_id)
-            assert not pipeline.media_dir(lake, record).exists()
+            assert not lake.frames_dir(record.capture_date, record.video_id).exists()
             assert [p for p in folder.joinpath("lake").rglob("*") if p.is_file()] == []
             return
         frames = lake.read_video(pipeline.FRAMES_TABLE, record.video_id)
         assert frames.num_rows == outcome.rows > 0
         # The default keeps no JPEGs: the index is all that is written.
         assert frames.column("image_path").null_count == frames.num_rows
-        assert not pipeline.media_dir(lake, record).exists()
+        assert not lake.frames_dir(record.capture_date, record.video_id).exists()
         assert not any(p.is_file() for p in lake.staging.rglob("*"))
 
 

@@ -34,11 +34,11 @@ from roadlens.enrich.gps import (
 )
 from roadlens.enrich.sources import SourceConfigError
 from roadlens.ids import slugify, video_id_for
+from roadlens.lake import ParquetLake, safe_segment
 from roadlens.ode.rules import RuleError, load_rules
 from roadlens.redact import redact
 from roadlens.registry import register_video, video_id_of
 from roadlens.sinks.base import SinkError
-from roadlens.sinks.parquet import ParquetLake, safe_segment
 from roadlens.sinks.settings import SinkSettings, open_sink
 from roadlens.video import PartialVideoWarning, VideoError, mp4, probe, sample_video
 

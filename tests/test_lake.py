@@ -13,11 +13,11 @@ import pytest
 from roadlens import pipeline
 from roadlens.enrich import SourceIdentity, enrich_detections
 from roadlens.ids import video_id_for
+from roadlens.lake import CATALOG, SINK_TABLES, ParquetLake
+from roadlens.lake import store as lake_store
 from roadlens.registry import VideoRecord
 from roadlens.schema import DETECTIONS, RAW_DETECTIONS, VIDEOS, conform
-from roadlens.sinks import parquet as parquet_sink
 from roadlens.sinks.duckdb_views import connect, query
-from roadlens.sinks.parquet import ParquetLake
 
 DATE = "2026-05-04"
 START = datetime(2026, 5, 4, 8, 30, tzinfo=UTC)
@@ -166,7 +166,7 @@ def test_failed_write_leaves_old_file_and_empty_staging(
         Path(where).write_bytes(b"PAR1 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(parquet_sink.pq, "write_table", half_write)
+    monkeypatch.setattr(lake_store.pq, "write_table", half_write)
     with pytest.raises(OSError, match="disk full"):
         lake.write_video("frames", _rows(9), date=DATE, source_id="veh-01", video_id="clip-a")
     monkeypatch.undo()
@@ -387,3 +387,63 @@ def test_a_file_of_the_previous_schema_version_is_read_as_the_current_one(tmp_pa
         lake.read_video("detections", "veh-01--new").column("lat").null_count
         == current.column("lat").null_count
     )
+
+
+def test_the_lake_lists_its_files_ids_dates_and_locations(lake: ParquetLake) -> None:
+    lake.write_video("frames", _rows(3), date=DATE, source_id="veh-01", video_id="a")
+    lake.write_video("frames", _rows(2), date=DATE, source_id="veh-02", video_id="b")
+    lake.write_video("frames", _rows(1), date="2026-05-05", source_id="veh-01", video_id="c")
+    assert lake.video_ids("frames", DATE) == ["a", "b"]
+    assert lake.dates("frames") == [DATE, "2026-05-05"]
+    assert lake.locations("frames") == {
+        "a": (DATE, "veh-01"),
+        "b": (DATE, "veh-02"),
+        "c": ("2026-05-05", "veh-01"),
+    }
+    assert [p.stem for p in lake.source_files("frames", DATE, "veh-01")] == ["a"]
+    assert lake.has_files("frames") and not lake.has_files("events")
+    assert lake.delete_video("frames", "b") == 1 and lake.video_ids("frames", DATE) == ["a"]
+    assert lake.delete_video("frames", "b") == 0
+
+
+def test_media_paths_come_from_the_lake_and_refuse_unsafe_segments(lake: ParquetLake) -> None:
+    media = lake.root / "media"
+    assert lake.frames_dir(DATE, "v") == media / "frames" / f"date={DATE}" / "v"
+    assert lake.event_media_dir(DATE, "v") == media / "events" / f"date={DATE}" / "v"
+    assert (
+        lake.heatmap_png(DATE, "v", "dwell")
+        == media / "heatmaps" / f"date={DATE}" / "v" / "dwell.png"
+    )
+    lake.heatmap_png(DATE, "v", "dwell").parent.mkdir(parents=True)
+    lake.heatmap_png(DATE, "v", "dwell").write_bytes(b"png")
+    assert lake.heatmap_pngs("v") == [lake.heatmap_png(DATE, "v", "dwell")]
+    assert lake.videos_with_heatmaps() == {"v"}
+    for unsafe in ("../x", "a/b", ""):
+        with pytest.raises(ValueError, match="not a safe path segment"):
+            lake.event_media_dir(DATE, unsafe)
+        with pytest.raises(ValueError, match="not a safe path segment"):
+            lake.heatmap_pngs("v", unsafe)
+
+
+def test_the_catalogue_knows_every_exported_table_and_its_columns() -> None:
+    for name, schema in SINK_TABLES.items():
+        entry = CATALOG[name]
+        assert entry.schema is schema and entry.time_column in schema.names
+        assert all(c in schema.names for c in entry.id_columns)
+        assert schema.metadata[b"table"].decode() == name
+
+
+def test_nothing_outside_the_lake_package_builds_a_lake_path() -> None:
+    """Hive globs and media folders are spelt only in roadlens/lake (issue: one lake)."""
+    repo = Path(__file__).resolve().parents[1]
+    spelt = re.compile(r"""["'](?:date=\*|source_id=\*)|/ ["']media["']""")
+    offenders = [
+        f"{path.relative_to(repo)}:{number}"
+        for folder in ("roadlens", "assets", "orchestration", "resources")
+        for path in sorted((repo / folder).rglob("*.py"))
+        # The file sink lays out its own export folder (not the lake) the same way.
+        if "lake" not in path.relative_to(repo).parts[:2] and path.name != "files.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if spelt.search(line)
+    ]
+    assert offenders == []

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from roadlens.ids import video_id_for
+from roadlens.lake import DETECTIONS_TABLE, EVENTS_TABLE, FRAMES_TABLE, ParquetLake
 from roadlens.live.continuity import (
     TRACK_LINKS_TABLE,
     ContinuityConfig,
@@ -33,11 +34,10 @@ from roadlens.live.continuity import (
 )
 from roadlens.live.record import ChunkMarker, chunk_name
 from roadlens.ode.rules import parse_rules
-from roadlens.ode.stage import EVENTS_TABLE, evaluate_video, events_are_current
-from roadlens.pipeline import DETECTIONS_TABLE, FRAMES_TABLE, register
+from roadlens.ode.stage import evaluate_video, events_are_current
+from roadlens.pipeline import register
 from roadlens.registry import VideoRecord
 from roadlens.schema import DETECTIONS, FRAMES, conform
-from roadlens.sinks.parquet import ParquetLake
 
 SOURCE = "cam-1"
 T0 = datetime(2026, 11, 21, 10, 30, 0, tzinfo=UTC)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from roadlens.lake import ParquetLake
 from roadlens.ode.actions import (
     PRIMARY_COLOR,
     ActionConfigError,
@@ -26,7 +27,6 @@ from roadlens.ode.actions import (
     crop_box,
     ledger_path,
     media_paths,
-    media_root,
     notify_smtp,
     notify_webhook,
     plan_rule,
@@ -124,7 +124,7 @@ def _free_port() -> int:
 def test_media_paths_are_derived_from_the_event_id(tmp_path: Path) -> None:
     a = media_paths(tmp_path, DATE, VIDEO, "ev-a")
     assert a == media_paths(tmp_path, DATE, VIDEO, "ev-a")
-    assert a.frame == media_root(tmp_path, DATE, VIDEO) / "ev-a-frame.jpg"
+    assert a.frame == ParquetLake(tmp_path).event_media_dir(DATE, VIDEO) / "ev-a-frame.jpg"
     assert (a.crop.name, a.clip.name) == ("ev-a-crop.jpg", "ev-a-clip.mp4")
     assert a.frame.parent == tmp_path / "media" / "events" / f"date={DATE}" / VIDEO
     with pytest.raises(ValueError, match="event_id"):
@@ -667,7 +667,7 @@ def test_run_actions_over_a_rendered_clip_is_idempotent(
     CUSTOM_CALLS.clear()
     out = run_actions(events, dets, sampled, rules, **kwargs)
     m = media_paths(lake, DATE, VIDEO, "ev-1")
-    annotated = media_root(lake, DATE, VIDEO) / "annotated-cars.mp4"
+    annotated = ParquetLake(lake).event_media_dir(DATE, VIDEO) / "annotated-cars.mp4"
     expected = [str(m.frame), str(m.crop), str(m.clip), str(annotated), "x/t"]
     assert out["media_paths"].tolist() == [expected, []]
     assert _duration(m.clip) == pytest.approx(2.0, abs=2 / 30)
@@ -693,14 +693,12 @@ def test_capture_decodes_the_frame_from_the_video_when_the_jpeg_is_missing(
     assert image.shape == (360, 640, 3)  # the rendered clip's size, not the fixture's
 
 
-def test_actions_for_video_reads_the_lake_and_writes_event_media(
-    clip: Path, tmp_path: Path
-) -> None:
+def test_events_are_written_once_with_their_media_paths(clip: Path, tmp_path: Path) -> None:
     import pyarrow as pa
 
-    from roadlens.ode.actions import EVENT_MEDIA_TABLE, actions_for_video
+    from roadlens.lake import ParquetLake
+    from roadlens.ode.actions import write_events_with_media
     from roadlens.registry import VideoRecord
-    from roadlens.sinks.parquet import ParquetLake
     from roadlens.synth.tables import synthetic_events
 
     lake = ParquetLake(tmp_path / "lake")
@@ -730,13 +728,18 @@ def test_actions_for_video_reads_the_lake_and_writes_event_media(
         track_id=pd.array([1, None], dtype="Int64"),
         detection_ids=[["d1"], []],
     )
-    lake.write_video("events", pa.Table.from_pandas(events, preserve_index=False), **where)
+    table = pa.Table.from_pandas(events, preserve_index=False)
+    table = table.replace_schema_metadata({**table.schema.metadata, b"rule_set_sha256": b"r1"})
     rules = parse_rules(
         {"rules": [{"id": "cars", "trigger": "always", "capture": {"frame": True, "crop": True}}]}
     )
-    outcome = actions_for_video(lake, record, rules)
-    assert (outcome.rows, outcome.extra["media_files"]) == (2, 3)
-    written = lake.read_video(EVENT_MEDIA_TABLE, VIDEO)
+    stats, extra = write_events_with_media(
+        lake, record, table, rules, detections=_detections(), frames=frames
+    )
+    assert (stats.rows, extra["media_files"]) == (2, 3)
+    written = lake.read_video("events", VIDEO)
+    # The events file keeps the metadata the rules stage gave it (what "current" compares).
+    assert written.schema.metadata[b"rule_set_sha256"] == b"r1"
     assert written.column("media_paths").to_pylist() == [
         [
             str(media_paths(lake.root, DATE, VIDEO, "ev-a").frame),
@@ -747,12 +750,12 @@ def test_actions_for_video_reads_the_lake_and_writes_event_media(
     assert written.column("track_id").to_pylist() == [1, None]
 
 
-def test_actions_for_video_removes_media_of_vanished_events(clip: Path, tmp_path: Path) -> None:
+def test_writing_events_again_removes_media_of_vanished_events(clip: Path, tmp_path: Path) -> None:
     import pyarrow as pa
 
-    from roadlens.ode.actions import actions_for_video
+    from roadlens.lake import ParquetLake
+    from roadlens.ode.actions import write_events_with_media
     from roadlens.registry import VideoRecord
-    from roadlens.sinks.parquet import ParquetLake
     from roadlens.synth.tables import synthetic_events
 
     lake = ParquetLake(tmp_path / "lake")
@@ -770,11 +773,7 @@ def test_actions_for_video_removes_media_of_vanished_events(clip: Path, tmp_path
         gps_path=None,
         registered_at=START,
     )
-    where = {"date": DATE, "source_id": "veh-01", "video_id": VIDEO}
-    lake.write_video(
-        "frames", pa.Table.from_pandas(_frames(tmp_path / "frames"), preserve_index=False), **where
-    )
-    lake.write_video("detections", pa.Table.from_pandas(_detections()), **where)
+    frames = _frames(tmp_path / "frames")
     three = synthetic_events(3, video_id=VIDEO).to_pandas()
     three = three.assign(
         event_id=["ev-a", "ev-b", "ev-c"],
@@ -787,16 +786,20 @@ def test_actions_for_video_removes_media_of_vanished_events(clip: Path, tmp_path
         {"rules": [{"id": "cars", "trigger": "always", "capture": {"frame": True, "crop": True}}]}
     )
 
+    def write(events: pd.DataFrame) -> dict[str, object]:
+        table = pa.Table.from_pandas(events, preserve_index=False)
+        kwargs = {"detections": _detections(), "frames": frames}
+        return write_events_with_media(lake, record, table, rules, **kwargs)[1]
+
     def media_of(eid: str) -> list[Path]:
         m = media_paths(lake.root, DATE, VIDEO, eid)
         return [m.frame, m.crop]
 
-    lake.write_video("events", pa.Table.from_pandas(three, preserve_index=False), **where)
-    first = actions_for_video(lake, record, rules)
-    assert (first.extra["media_files"], first.extra["media_removed"]) == (6, 0)
+    first = write(three)
+    assert (first["media_files"], first["media_removed"]) == (6, 0)
     assert all(p.is_file() for e in ("ev-a", "ev-b", "ev-c") for p in media_of(e))
 
-    folder = media_root(lake.root, DATE, VIDEO)
+    folder = lake.event_media_dir(DATE, VIDEO)
     keep_too = [
         folder / "_notified" / "cars.json",  # the sent-ledger: never touched
         folder / "_notified" / "old-frame.jpg",  # media, but in a sub-folder
@@ -811,13 +814,12 @@ def test_actions_for_video_removes_media_of_vanished_events(clip: Path, tmp_path
 
     # The rules changed: only ev-b remains.
     one = three[three["event_id"] == "ev-b"]
-    lake.write_video("events", pa.Table.from_pandas(one, preserve_index=False), **where)
-    second = actions_for_video(lake, record, rules)
-    assert (second.extra["media_files"], second.extra["media_removed"]) == (2, 5)
+    second = write(one)
+    assert (second["media_files"], second["media_removed"]) == (2, 5)
     assert all(p.is_file() for p in media_of("ev-b"))
     assert not any(p.exists() for e in ("ev-a", "ev-c") for p in media_of(e))
     assert not stale.exists()
     assert all(p.is_file() for p in keep_too)
     # A re-run with the same events removes nothing more.
-    assert actions_for_video(lake, record, rules).extra["media_removed"] == 0
+    assert write(one)["media_removed"] == 0
     assert all(p.is_file() for p in media_of("ev-b"))

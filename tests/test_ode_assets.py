@@ -20,10 +20,9 @@ from assets.ode import ODE_ASSETS
 from assets.spine import SPINE
 from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
 from resources.rules import RulesResource
+from roadlens.lake import EVENT_STATS_TABLE, EVENTS_TABLE, HEATMAPS_TABLE, ParquetLake
 from roadlens.ode import load_rules
-from roadlens.ode.stage import EVENT_STATS_TABLE, EVENTS_TABLE, HEATMAPS_TABLE, heatmap_png_path
 from roadlens.registry import register_video
-from roadlens.sinks.parquet import ParquetLake
 from tests.conftest import CAPTURE_DATE, LandingClips
 
 pytestmark = pytest.mark.slow
@@ -112,7 +111,7 @@ def test_events_carry_the_rule_and_model_hashes_and_skip_when_current(
     rules_path.write_text(textwrap.dedent(RULES_V1))
     expected_hash = load_rules(rules_path).sha256()
 
-    first = _meta(_run_ode(lake, rules_path), "ode_events")
+    first = _meta(_run_ode(lake, rules_path), "events")
     assert first["videos"] == len(video_ids)
     assert first["rule_set_sha256"] == expected_hash
     events = lake.read_date(EVENTS_TABLE, CAPTURE_DATE)
@@ -138,7 +137,7 @@ def test_events_carry_the_rule_and_model_hashes_and_skip_when_current(
     assert 1 <= cars_seen <= n_car_frames
 
     # The same rules again: nothing to do.
-    again = _meta(_run_ode(lake, rules_path), "ode_events")
+    again = _meta(_run_ode(lake, rules_path), "events")
     assert again["videos"] == 0
     assert sorted(again["videos_current"]) == sorted(video_ids)
 
@@ -152,7 +151,7 @@ def test_changing_one_rule_re_evaluates_and_changes_only_that_rule(
     v2.write_text(textwrap.dedent(RULES_V2))
     _run_ode(lake, v1, force=True)
     before = lake.read_date(EVENTS_TABLE, CAPTURE_DATE)
-    rerun = _meta(_run_ode(lake, v2), "ode_events")
+    rerun = _meta(_run_ode(lake, v2), "events")
     assert rerun["videos"] == len(video_ids)  # the rule hash changed, so every video re-ran
     after = lake.read_date(EVENTS_TABLE, CAPTURE_DATE)
 
@@ -189,7 +188,8 @@ def test_stats_sum_to_the_events_and_heatmaps_are_written(
     record_png = Path(str(meta["png"]))
     assert record_png.suffix == ".png" and record_png.stat().st_size > 1000
     assert record_png.parent.name in video_ids
-    assert heatmap_png_path(lake, _record(lake, record_png.parent.name), "dwell") == record_png
+    record = _record(lake, record_png.parent.name)
+    assert lake.heatmap_png(record.capture_date, record.video_id, "dwell") == record_png
 
 
 def _record(lake: ParquetLake, video_id: str):
@@ -221,7 +221,7 @@ def test_an_invalid_rule_file_fails_the_step_naming_rule_and_field(
     assert "cars-seen" in text and "confidence_min" in text
 
 
-def test_event_media_captures_frames_once_per_event(
+def test_events_carry_their_captured_frames_once_per_event(
     spine_lake: tuple[ParquetLake, list[str], Path],
 ) -> None:
     lake, _, tmp = spine_lake
@@ -233,7 +233,7 @@ def test_event_media_captures_frames_once_per_event(
         )
     )
     _run_ode(lake, rules_path, force=True)
-    media = lake.read_date("event_media", CAPTURE_DATE)
+    media = lake.read_date(EVENTS_TABLE, CAPTURE_DATE)
     assert media is not None
     captured = media.filter(pc.equal(media["rule_id"], "cars-seen"))
     paths = [p for row in captured["media_paths"].to_pylist() for p in row]
@@ -263,7 +263,7 @@ def test_a_source_can_bring_its_own_rule_file(
     sources = SourcesResource(
         landing_dir=str(dashcam_clip_dir.landing), sources_yaml=str(sources_yaml)
     )
-    meta = _meta(_run_ode(lake, deployment, force=True, sources=sources), "ode_events")
+    meta = _meta(_run_ode(lake, deployment, force=True, sources=sources), "events")
     own_hash = load_rules(own).sha256()
     assert meta["rule_sets_used"] == {own_hash: len(video_ids)}
     events = lake.read_date(EVENTS_TABLE, CAPTURE_DATE)

@@ -19,7 +19,8 @@ import pyarrow as pa
 import pytest
 from google.protobuf import descriptor_pb2
 
-from roadlens.schema import DETECTIONS, EVENTS, SINK_TABLES
+from roadlens.lake import SINK_TABLES
+from roadlens.schema import DETECTIONS, EVENTS
 from roadlens.sinks.kafka import encode_json_array
 from roadlens.sinks.proto import (
     MESSAGE_NAMES,

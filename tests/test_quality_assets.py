@@ -1,7 +1,7 @@
 """The quality gate in the pipeline and as Dagster asset checks.
 
 A hand-built lake (registered videos with raw detections, no detector) goes through the
-real ``enriched_detections`` asset and the real file sink asset: bad rows land in the
+real ``detections`` asset and the real file sink asset: bad rows land in the
 quarantine (lake and PostgreSQL), never in the export; a partition with too many bad rows
 fails its blocking check and its sink does not run, while another partition's run is
 unaffected; the drift check reads its own history.
@@ -22,13 +22,13 @@ import pytest
 from assets.batch import batch_run_config
 from assets.checks import detections_drift
 from assets.sinks import SINK_ASSETS
-from assets.spine import enriched_detections
+from assets.spine import detections
 from resources import LakeResource, SinksResource, SourcesResource
 from roadlens import pipeline
+from roadlens.lake import ParquetLake
 from roadlens.quality.gate import gate, quarantine_table_name, read_quarantine
 from roadlens.registry import VideoRecord
 from roadlens.schema import RAW_DETECTIONS
-from roadlens.sinks.parquet import ParquetLake
 
 SINK_ENV = (
     "ROADLENS_POSTGRES_URL",
@@ -89,7 +89,7 @@ def _add_video(lake: ParquetLake, video_id: str, date: str, *, bad_every: int) -
     record = _record(video_id, date)
     pipeline.register(lake, record)
     lake.write_video(
-        pipeline.RAW_TABLE,
+        pipeline.RAW_DETECTIONS_TABLE,
         _raw(video_id, 50, bad_every=bad_every),
         date=date,
         source_id=record.source_id,
@@ -109,7 +109,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _run(lake: ParquetLake, date: str, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [enriched_detections, FILE_DETECTIONS],
+        [detections, FILE_DETECTIONS],
         partition_key=date,
         instance=instance,
         resources={
@@ -117,7 +117,7 @@ def _run(lake: ParquetLake, date: str, instance: dg.DagsterInstance) -> dg.Execu
             "sources": SourcesResource(),
             "sinks": SinksResource(),
         },
-        run_config=batch_run_config([], assets=("enriched_detections", "file_detections")),
+        run_config=batch_run_config([], assets=("detections", "file_detections")),
         raise_on_error=False,
     )
 
@@ -232,14 +232,18 @@ def test_the_drift_check_compares_with_its_own_history(
         )
     # The last day sees only cars: its class mix drifts from the history's 50/50.
     last = dates[-1]
-    raw = lake.read_video(pipeline.RAW_TABLE, f"veh-01--{last}")
+    raw = lake.read_video(pipeline.RAW_DETECTIONS_TABLE, f"veh-01--{last}")
     raw = raw.set_column(
         raw.schema.get_field_index("class_name"),
         "class_name",
         pa.array(["car"] * raw.num_rows),
     ).drop_columns(["source_id", "date"])
     lake.write_video(
-        pipeline.RAW_TABLE, raw, date=last, source_id="veh-01", video_id=f"veh-01--{last}"
+        pipeline.RAW_DETECTIONS_TABLE,
+        raw,
+        date=last,
+        source_id="veh-01",
+        video_id=f"veh-01--{last}",
     )
 
     resources = {
@@ -251,11 +255,11 @@ def test_the_drift_check_compares_with_its_own_history(
     with dg.instance_for_test() as instance:
         for date in dates:
             result = dg.materialize(
-                [enriched_detections, detections_drift],
+                [detections, detections_drift],
                 partition_key=date,
                 instance=instance,
                 resources=resources,
-                run_config=batch_run_config([], assets=("enriched_detections",)),
+                run_config=batch_run_config([], assets=("detections",)),
             )
             check = _check(result, "detections_drift")
             verdicts[date] = (check.passed, check.metadata["history_points"].value)

@@ -120,8 +120,8 @@ def test_detection_holds_a_bounded_number_of_decoded_frames(
 ) -> None:
     """However long the video, at most prefetch + one batch + a couple frames are alive."""
     from roadlens import pipeline
+    from roadlens.lake import ParquetLake
     from roadlens.registry import register_video
-    from roadlens.sinks.parquet import ParquetLake
 
     clip = shared_data("roadside.mp4")
     live: set[int] = set()

@@ -42,8 +42,8 @@ from roadlens.detect.remote import (
     connectivity_test,
     encode_image,
 )
+from roadlens.lake import ParquetLake
 from roadlens.registry import register_video
-from roadlens.sinks.parquet import ParquetLake
 from roadlens.synth import render_clip
 from roadlens.video import iter_sampled_frames, probe
 from roadlens.video.stream import FrameIndex, decode_sampled
@@ -562,7 +562,7 @@ def test_spine_detections_through_the_remote_provider(
     assert result.success
     meta = {
         k: v.value
-        for k, v in result.asset_materializations_for_node("detections")[0].metadata.items()
+        for k, v in result.asset_materializations_for_node("raw_detections")[0].metadata.items()
     }
     assert meta["backend"].startswith("remote:")
     assert meta["model_sha256"] == file_sha256(detector_weights)
@@ -572,7 +572,7 @@ def test_spine_detections_through_the_remote_provider(
     assert enriched.column("track_id").null_count < enriched.num_rows
     # The lake's raw detections of a video are what the local detector finds on its frames.
     video_id = records[0].video_id
-    raw = lake.read_video(pipeline.RAW_TABLE, video_id)
+    raw = lake.read_video(pipeline.RAW_DETECTIONS_TABLE, video_id)
     frames = lake.read_video(pipeline.FRAMES_TABLE, video_id)
     pts = frames.column("pts_sec").to_numpy()
     # No JPEGs are kept by default: decode the sampled frames as the spine does.

@@ -1,7 +1,7 @@
 """The rule files are lineage: editing one marks the events stale, and only them.
 
-``rule_files`` is an observable source upstream of ``ode_events``; the sensor observes it
-when the files' hash changes. No video is needed: the lake is empty, so ``ode_events``
+``rule_files`` is an observable source upstream of ``events``; the sensor observes it
+when the files' hash changes. No video is needed: the lake is empty, so ``events``
 materializes with zero videos and still records the rule version it read.
 """
 
@@ -84,12 +84,12 @@ def test_editing_a_rule_changes_the_observed_version_and_leaves_events_behind(
             run_config=batch_run_config([], assets=ODE_ASSET_NAMES),
         )
         assert run.success
-        events = instance.get_latest_materialization_event(dg.AssetKey("ode_events"))
+        events = instance.get_latest_materialization_event(dg.AssetKey("events"))
         assert events is not None
         # The events record the rule version they were computed from...
         assert events.asset_materialization.tags[INPUT_TAG] == v1
         # ...and nothing upstream of the events depends on the rules.
-        detections = defs.resolve_asset_graph().get(dg.AssetKey("enriched_detections"))
+        detections = defs.resolve_asset_graph().get(dg.AssetKey("detections"))
         assert dg.AssetKey("rule_files") not in detections.parent_keys
 
         # Unchanged files: the sensor requests nothing.
@@ -101,7 +101,7 @@ def test_editing_a_rule_changes_the_observed_version_and_leaves_events_behind(
         assert defs.resolve_job_def("rule_files_job").execute_in_process(instance=instance).success
         v2 = _observed(instance)
         # A newer rule version than the one the events were computed from: Dagster shows
-        # ode_events (and what reads it) as stale for this partition.
+        # events (and what reads it) as stale for this partition.
         assert v2 != v1 == events.asset_materialization.tags[INPUT_TAG]
 
 

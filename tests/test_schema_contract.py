@@ -36,13 +36,13 @@ from roadlens.contracts import (
     record,
     render_contracts,
 )
+from roadlens.lake import CATALOG, SINK_TABLES, ParquetLake
 from roadlens.quality.quarantine import QUARANTINE
 from roadlens.schema import (
     DETECTIONS,
     EVENTS,
     FRAMES,
     SCHEMA_VERSION,
-    SINK_TABLES,
     TIMESTAMP,
     SchemaVersionError,
     conform,
@@ -51,20 +51,12 @@ from roadlens.schema import (
     table_version,
     upgrade_table,
 )
-from roadlens.sinks.parquet import ParquetLake
 from roadlens.sinks.postgres import TYPE_OVERRIDES, upgrade
 from roadlens.sinks.proto import MESSAGE_NAMES, PACKAGE, PROTO_PATH, message_class
 from roadlens.synth.tables import synthetic_detections, synthetic_events
 
-ALL_TABLES = {
-    "frames",
-    "raw_detections",
-    "detections",
-    "events",
-    "event_stats",
-    "heatmaps",
-    "videos",
-}
+# Every table of the lake's catalogue has a recorded contract.
+ALL_TABLES = set(CATALOG)
 
 
 def bumped(

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from roadlens.lake import ParquetLake
 from roadlens.ode.actions import media_paths
 from roadlens.service import ServiceSettings, create_app
 from roadlens.service.auth import KeyStore, Scope, hash_key, verify_key
@@ -24,7 +25,6 @@ from roadlens.service.ratelimit import TokenBuckets
 from roadlens.service.server import check_bind
 from roadlens.service.state import ServiceState
 from roadlens.service.testing import ServerThread
-from roadlens.sinks.parquet import ParquetLake
 from roadlens.synth.tables import synthetic_detections, synthetic_events
 
 READ, OPERATE, ADMIN, FILE_ADMIN = "r-key-1", "o-key-1", "a-key-1", "file-admin-key"

@@ -17,10 +17,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from roadlens.lake import ParquetLake
 from roadlens.service import ServiceSettings, create_app
 from roadlens.service.hub import Hub, Row, subscription_from
 from roadlens.service.testing import ServerThread
-from roadlens.sinks.parquet import ParquetLake
 from roadlens.synth.tables import synthetic_events
 
 KEY = "ws-read-key"

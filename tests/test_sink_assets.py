@@ -15,7 +15,7 @@ import pytest
 from assets.batch import batch_run_config
 from assets.sinks import SINK_ASSET_NAMES, SINK_ASSETS, plan_export
 from resources import LakeResource, SinksResource
-from roadlens.sinks.parquet import ParquetLake
+from roadlens.lake import ParquetLake
 from roadlens.synth.tables import synthetic_detections
 
 DATE = "2026-05-04"
@@ -238,7 +238,7 @@ def test_event_sinks_export_the_lake_events_to_mqtt_and_amqp(
     captures: dict[str, list[str]] = {}
     for seed, video_id in enumerate(VIDEOS):
         events = synthetic_events(40 + seed, video_id=video_id, seed=seed)
-        # The sinks read event_media (events plus their media paths), not bare events.
+        # The events table carries its media paths to every sink.
         paths = [[f"media/{video_id}/{e}-frame.jpg"] for e in events["event_id"].to_pylist()]
         captures.update(zip(events["event_id"].to_pylist(), paths, strict=True))
         events = events.set_column(
@@ -246,9 +246,7 @@ def test_event_sinks_export_the_lake_events_to_mqtt_and_amqp(
             "media_paths",
             pa.array(paths, pa.list_(pa.string())),
         )
-        filled_lake.write_video(
-            "event_media", events, date=DATE, source_id="veh-01", video_id=video_id
-        )
+        filled_lake.write_video("events", events, date=DATE, source_id="veh-01", video_id=video_id)
     import pika
 
     monkeypatch.setenv("ROADLENS_MQTT_URL", mqtt_url)

@@ -31,7 +31,8 @@ from psycopg import sql
 from psycopg.copy import Copy, FileWriter
 from psycopg.types.json import Jsonb
 
-from roadlens.schema import EVENT_STATS, HEATMAPS, SCHEMA_VERSION, SINK_TABLES
+from roadlens.lake import SINK_TABLES
+from roadlens.schema import EVENT_STATS, HEATMAPS, SCHEMA_VERSION
 from roadlens.sinks.base import SinkError, table_fingerprint
 from roadlens.sinks.postgres import (
     MIGRATIONS_DIR,

@@ -20,9 +20,15 @@ from assets.batch import batch_run_config
 from assets.spine import SPINE
 from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
 from roadlens import pipeline
+from roadlens.lake import (
+    DETECTIONS_TABLE,
+    FRAMES_TABLE,
+    RAW_DETECTIONS_TABLE,
+    VIDEOS_TABLE,
+    ParquetLake,
+)
 from roadlens.registry import VideoRecord, register_video
 from roadlens.sinks.duckdb_views import query
-from roadlens.sinks.parquet import ParquetLake
 from tests.conftest import CAPTURE_DATE, CLIP_FPS, CLIP_SECONDS, LandingClips, copy_clip
 
 pytestmark = pytest.mark.slow
@@ -30,15 +36,15 @@ pytestmark = pytest.mark.slow
 SAMPLE_FPS = 5.0
 FRAMES_PER_VIDEO = int(CLIP_SECONDS * SAMPLE_FPS)  # 15 for a 3 s clip sampled at 5 fps
 TABLES = (
-    pipeline.VIDEOS_TABLE,
-    pipeline.FRAMES_TABLE,
-    pipeline.RAW_TABLE,
-    pipeline.DETECTIONS_TABLE,
+    VIDEOS_TABLE,
+    FRAMES_TABLE,
+    RAW_DETECTIONS_TABLE,
+    DETECTIONS_TABLE,
 )
 SORT_KEYS = {
-    pipeline.VIDEOS_TABLE: ["video_id"],
-    pipeline.FRAMES_TABLE: ["video_id", "frame_number"],
-    pipeline.RAW_TABLE: [
+    VIDEOS_TABLE: ["video_id"],
+    FRAMES_TABLE: ["video_id", "frame_number"],
+    RAW_DETECTIONS_TABLE: [
         "video_id",
         "frame_number",
         "class_id",
@@ -48,14 +54,10 @@ SORT_KEYS = {
         "y2",
         "confidence",
     ],
-    pipeline.DETECTIONS_TABLE: ["detection_id"],
+    DETECTIONS_TABLE: ["detection_id"],
 }
-NODE_TABLE = {
-    "videos": pipeline.VIDEOS_TABLE,
-    "frames": pipeline.FRAMES_TABLE,
-    "detections": pipeline.RAW_TABLE,
-    "enriched_detections": pipeline.DETECTIONS_TABLE,
-}
+# Each spine asset writes the lake table of its own name.
+NODE_TABLE = {table: table for table in TABLES}
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -185,7 +187,7 @@ def spine(
 
 def test_registered_ids_and_capture_metadata(spine: SpineRuns) -> None:
     assert spine.ids == ["veh-01--drive-0000", "veh-01--drive-0001"]
-    videos = spine.first_snapshot.tables[pipeline.VIDEOS_TABLE]
+    videos = spine.first_snapshot.tables[VIDEOS_TABLE]
     assert videos.column("video_id").to_pylist() == spine.ids
     assert set(videos.column("capture_date").to_pylist()) == {CAPTURE_DATE}
     assert set(videos.column("date").to_pylist()) == {CAPTURE_DATE}
@@ -210,7 +212,7 @@ def test_lake_holds_every_table_for_both_videos(spine: SpineRuns) -> None:
 
 
 def test_frames_per_video_are_an_index_without_jpegs(spine: SpineRuns) -> None:
-    frames = spine.first_snapshot.tables[pipeline.FRAMES_TABLE]
+    frames = spine.first_snapshot.tables[FRAMES_TABLE]
     counts = pc.value_counts(frames.column("video_id")).to_pylist()
     assert {c["values"]: c["counts"] for c in counts} == dict.fromkeys(spine.ids, FRAMES_PER_VIDEO)
     step = round(CLIP_FPS / SAMPLE_FPS)
@@ -220,21 +222,21 @@ def test_frames_per_video_are_an_index_without_jpegs(spine: SpineRuns) -> None:
         # Sources keep no frame JPEGs by default; detection decodes from the video.
         assert one.column("image_path").null_count == one.num_rows
         record = next(r for r in spine.records if r.video_id == video_id)
-        assert not pipeline.media_dir(spine.lake, record).exists()
+        assert not spine.lake.frames_dir(record.capture_date, record.video_id).exists()
 
 
 def test_detections_match_raw_detections(spine: SpineRuns) -> None:
-    raw = spine.first_snapshot.tables[pipeline.RAW_TABLE]
-    det = spine.first_snapshot.tables[pipeline.DETECTIONS_TABLE]
+    raw = spine.first_snapshot.tables[RAW_DETECTIONS_TABLE]
+    det = spine.first_snapshot.tables[DETECTIONS_TABLE]
     assert det.num_rows == raw.num_rows
     for video_id in spine.ids:
-        n_raw = spine.lake.read_video(pipeline.RAW_TABLE, video_id).num_rows
-        n_det = spine.lake.read_video(pipeline.DETECTIONS_TABLE, video_id).num_rows
+        n_raw = spine.lake.read_video(RAW_DETECTIONS_TABLE, video_id).num_rows
+        n_det = spine.lake.read_video(DETECTIONS_TABLE, video_id).num_rows
         assert n_det == n_raw
     ids = det.column("detection_id")
     assert pc.count_distinct(ids).as_py() == det.num_rows
     assert ids.null_count == 0
-    frames = spine.first_snapshot.tables[pipeline.FRAMES_TABLE]
+    frames = spine.first_snapshot.tables[FRAMES_TABLE]
     sampled = set(
         zip(frames["video_id"].to_pylist(), frames["frame_number"].to_pylist(), strict=True)
     )
@@ -245,7 +247,7 @@ def test_detections_match_raw_detections(spine: SpineRuns) -> None:
 
 
 def test_every_detection_has_gps(spine: SpineRuns) -> None:
-    det = spine.first_snapshot.tables[pipeline.DETECTIONS_TABLE]
+    det = spine.first_snapshot.tables[DETECTIONS_TABLE]
     for column in ("lat", "lon"):
         assert det.column(column).null_count == 0, column
     assert set(det.column("source_id").to_pylist()) <= {"veh-01"}
@@ -267,8 +269,8 @@ def test_materialization_metadata_matches_the_lake(spine: SpineRuns) -> None:
             str(spine.lake.video_path(table, date=CAPTURE_DATE, source_id="veh-01", video_id=v))
             for v in spine.ids
         )
-    per_class = _meta(spine.first, "detections")["per_class"]
-    assert sum(per_class.values()) == spine.first_snapshot.tables[pipeline.RAW_TABLE].num_rows
+    per_class = _meta(spine.first, "raw_detections")["per_class"]
+    assert sum(per_class.values()) == spine.first_snapshot.tables[RAW_DETECTIONS_TABLE].num_rows
 
 
 # -- re-runs ------------------------------------------------------------------------------
@@ -276,8 +278,8 @@ def test_materialization_metadata_matches_the_lake(spine: SpineRuns) -> None:
 
 def test_rerun_changes_no_files_and_no_ids(spine: SpineRuns) -> None:
     assert spine.rerun_snapshot.files == spine.first_snapshot.files
-    before = spine.first_snapshot.tables[pipeline.DETECTIONS_TABLE].column("detection_id")
-    after = spine.rerun_snapshot.tables[pipeline.DETECTIONS_TABLE].column("detection_id")
+    before = spine.first_snapshot.tables[DETECTIONS_TABLE].column("detection_id")
+    after = spine.rerun_snapshot.tables[DETECTIONS_TABLE].column("detection_id")
     assert set(after.to_pylist()) == set(before.to_pylist())
     for node, table in NODE_TABLE.items():
         assert _meta(spine.rerun, node)["rows"] == spine.first_snapshot.tables[table].num_rows
@@ -293,11 +295,11 @@ def test_rerun_tables_are_identical(spine: SpineRuns) -> None:
 def test_rerun_keeps_registration_time(spine: SpineRuns) -> None:
     # Re-registering an unchanged file keeps its first registered_at, and the detections'
     # ingested_at comes from it, so a re-run reproduces identical rows.
-    before = spine.first_snapshot.tables[pipeline.VIDEOS_TABLE].column("registered_at")
-    after = spine.rerun_snapshot.tables[pipeline.VIDEOS_TABLE].column("registered_at")
+    before = spine.first_snapshot.tables[VIDEOS_TABLE].column("registered_at")
+    after = spine.rerun_snapshot.tables[VIDEOS_TABLE].column("registered_at")
     assert before.to_pylist() == after.to_pylist()
-    det = spine.rerun_snapshot.tables[pipeline.DETECTIONS_TABLE]
-    videos = spine.rerun_snapshot.tables[pipeline.VIDEOS_TABLE]
+    det = spine.rerun_snapshot.tables[DETECTIONS_TABLE]
+    videos = spine.rerun_snapshot.tables[VIDEOS_TABLE]
     registered = dict(zip(videos["video_id"].to_pylist(), after.to_pylist(), strict=True))
     assert all(
         ingested == registered[v]
@@ -315,7 +317,7 @@ def test_nightly_skips_done_videos(spine: SpineRuns) -> None:
 
 def test_nightly_force_reprocesses_both(spine: SpineRuns) -> None:
     assert _meta(spine.nightly_force, "videos")["videos"] == 0  # nothing new to register
-    for node in ("frames", "detections", "enriched_detections"):
+    for node in ("frames", "raw_detections", "detections"):
         meta = _meta(spine.nightly_force, node)
         assert meta["videos"] == 2 and sorted(meta["per_video"]) == spine.ids, node
         assert meta["rows"] == spine.rerun_snapshot.tables[NODE_TABLE[node]].num_rows, node
@@ -326,7 +328,7 @@ def test_nightly_force_reprocesses_both(spine: SpineRuns) -> None:
 
 
 def test_duckdb_counts_match_the_lake(spine: SpineRuns) -> None:
-    det = spine.force_snapshot.tables[pipeline.DETECTIONS_TABLE]
+    det = spine.force_snapshot.tables[DETECTIONS_TABLE]
     n = query(spine.lake.root, "SELECT count(*) AS n FROM detections").frame.n[0]
     assert n == det.num_rows
     frames = query(spine.lake.root, "SELECT count(*) AS n FROM frames").frame.n[0]
@@ -355,7 +357,7 @@ def test_nightly_registers_new_files_from_landing(
         meta = _meta(result, node)
         assert meta["videos"] == 2, node
         assert meta["rows"] == lake.read_date(table, CAPTURE_DATE).num_rows, node
-    assert lake.read_date(pipeline.FRAMES_TABLE, CAPTURE_DATE).num_rows == 2 * FRAMES_PER_VIDEO
+    assert lake.read_date(FRAMES_TABLE, CAPTURE_DATE).num_rows == 2 * FRAMES_PER_VIDEO
 
 
 def test_cli_ingest_one_clip(
@@ -395,7 +397,7 @@ def test_cli_ingest_one_clip(
         )
     ]
     # ingest runs the whole job: the ODE stage writes its tables too (sinks are off here).
-    assert lake.tables() == sorted([*TABLES, "events", "event_stats", "heatmaps", "event_media"])
+    assert lake.tables() == sorted([*TABLES, "events", "event_stats", "heatmaps"])
     events = lake.read_video("events", "veh-01--drive-0001")
     assert events.num_rows == sum(run["events"].values())
     assert Path(run["heatmap_png"]).exists()
@@ -430,7 +432,7 @@ def test_an_unreadable_named_file_never_stops_the_batch(
     assert result.success
     registered = [r.video_id for r in pipeline.registered_videos(lake, CAPTURE_DATE)]
     assert registered == ["veh-01--drive-0000"]
-    assert lake.has_video(pipeline.DETECTIONS_TABLE, "veh-01--drive-0000")
+    assert lake.has_video(DETECTIONS_TABLE, "veh-01--drive-0000")
     videos = result.asset_materializations_for_node("videos")[0].metadata
     unreadable = videos["unreadable"].value
     assert list(unreadable) == [str(bad)] and "broken.mp4" in unreadable[str(bad)]

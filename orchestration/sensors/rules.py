@@ -1,7 +1,7 @@
 """The rule-file sensor: an edited rule file is observed at once, so its new hash is lineage.
 
 Observing ``rule_files`` records the files' combined sha256 as a new data version; Dagster
-then marks ``ode_events`` and everything downstream of it stale (and nothing upstream),
+then marks ``events`` and everything downstream of it stale (and nothing upstream),
 which the UI shows per partition. The cursor is the last observed hash, so an unchanged
 file costs one hash per tick and requests nothing.
 """

@@ -51,14 +51,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy.optimize import linear_sum_assignment
 
+from roadlens.lake import (
+    DETECTIONS_TABLE,
+    FRAMES_TABLE,
+    TRACK_LINKS_TABLE,
+    VIDEOS_TABLE,
+    ParquetLake,
+)
 from roadlens.live.record import read_chunk_marker
 from roadlens.ode.engine import evaluate, evaluate_to_table
 from roadlens.ode.rules import RuleSet
-from roadlens.pipeline import DETECTIONS_TABLE, FRAMES_TABLE, VIDEOS_TABLE
 from roadlens.registry import VideoRecord
-from roadlens.schema import EVENTS, conform
+from roadlens.schema import EVENTS, TRACK_LINKS, conform
 from roadlens.sinks.base import table_fingerprint
-from roadlens.sinks.parquet import ParquetLake, safe_segment
 
 __all__ = [
     "TRACK_LINKS",
@@ -78,25 +83,6 @@ __all__ = [
     "stitch_tracks",
 ]
 
-TRACK_LINKS_TABLE = "track_links"
-
-# One row per track of a video. ``chain_id`` is ``"<chain_video_id>:<chain_track_id>"``, the
-# first (video, track) of the chain of stitched tracks; ``prev_*``, ``iou`` and ``gap_s``
-# describe the stitch to the previous chunk (null for a track that starts a chain).
-TRACK_LINKS = pa.schema(
-    [
-        pa.field("video_id", pa.string(), nullable=False),
-        pa.field("track_id", pa.int64(), nullable=False),
-        pa.field("chain_id", pa.string(), nullable=False),
-        pa.field("chain_video_id", pa.string(), nullable=False),
-        pa.field("chain_track_id", pa.int64(), nullable=False),
-        pa.field("prev_video_id", pa.string()),
-        pa.field("prev_track_id", pa.int64()),
-        pa.field("iou", pa.float64()),
-        pa.field("gap_s", pa.float64()),
-    ],
-    metadata={"schema_version": "1", "table": TRACK_LINKS_TABLE},
-)
 
 # The UTC start a chunk name carries, as it appears (lower-cased) in the video id.
 _ID_START = re.compile(r"-(\d{8}t\d{6}\.\d{3})z$", re.IGNORECASE)
@@ -190,11 +176,9 @@ def chunk_duration(lake: ParquetLake, record: VideoRecord) -> float | None:
 def _registry_files(lake: ParquetLake, record: VideoRecord) -> list[Path]:
     start = pd.Timestamp(record.capture_start)
     dates = {record.capture_date, (start - pd.Timedelta(days=1)).date().isoformat()}
-    source = safe_segment(record.source_id, "source_id")
     files: list[Path] = []
     for date in sorted(dates):
-        folder = lake.root / VIDEOS_TABLE / f"date={date}" / f"source_id={source}"
-        files.extend(folder.glob("*.parquet"))
+        files.extend(lake.source_files(VIDEOS_TABLE, date, record.source_id))
     return [f for f in files if f.stem != record.video_id]
 
 

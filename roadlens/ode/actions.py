@@ -42,9 +42,11 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from roadlens.sinks.parquet import safe_segment
+from roadlens.lake import EVENTS_TABLE, ParquetLake, WriteStats, safe_segment
+from roadlens.schema import EVENTS, conform
 
 log = logging.getLogger(__name__)
 
@@ -60,24 +62,13 @@ class EventMedia:
     clip: Path
 
 
-def media_root(lake_root: str | Path, date: str, video_id: str) -> Path:
-    """``<lake>/media/events/date=<date>/<video_id>``: every action file of one video."""
-    return (
-        Path(lake_root)
-        / "media"
-        / "events"
-        / f"date={safe_segment(date, 'date')}"
-        / safe_segment(video_id, "video_id")
-    )
-
-
 def media_paths(lake_root: str | Path, date: str, video_id: str, event_id: str) -> EventMedia:
     """Where an event's frame, crop and clip live; a re-run writes the same paths.
 
     >>> media_paths("/lake", "2026-05-04", "v", "e1").clip.name
     'e1-clip.mp4'
     """
-    folder = media_root(lake_root, date, video_id)
+    folder = ParquetLake(lake_root).event_media_dir(date, video_id)
     eid = safe_segment(event_id, "event_id")
     return EventMedia(
         folder / f"{eid}-frame.jpg", folder / f"{eid}-crop.jpg", folder / f"{eid}-clip.mp4"
@@ -86,9 +77,8 @@ def media_paths(lake_root: str | Path, date: str, video_id: str, event_id: str) 
 
 def annotated_path(lake_root: str | Path, date: str, video_id: str, rule_id: str) -> Path:
     """Where the annotated video of one rule's events in one video lives."""
-    return (
-        media_root(lake_root, date, video_id) / f"annotated-{safe_segment(rule_id, 'rule_id')}.mp4"
-    )
+    folder = ParquetLake(lake_root).event_media_dir(date, video_id)
+    return folder / f"annotated-{safe_segment(rule_id, 'rule_id')}.mp4"
 
 
 # What counts as a media file when pruning: images and videos, never JSON or the ledger.
@@ -104,7 +94,7 @@ def prune_media(folder: str | Path, keep: Iterable[str | Path]) -> list[Path]:
     are left alone. ``keep`` is compared after resolving, so relative and absolute spellings
     of one path match.
 
-    >>> prune_media(media_root(lake, date, video), ["…/e1-frame.jpg"])  # doctest: +SKIP
+    >>> prune_media(lake.event_media_dir(date, video), ["…/e1-frame.jpg"])  # doctest: +SKIP
     [PosixPath('…/e2-frame.jpg'), PosixPath('…/e2-crop.jpg')]
     """
     folder = Path(folder)
@@ -1123,7 +1113,7 @@ def run_actions(
     out = events.copy()
     if "media_paths" not in out.columns:
         out["media_paths"] = [[] for _ in range(len(out))]
-    ledger_dir = Path(lake_root) / "media" / "events" / f"date={safe_segment(date, 'date')}"
+    ledger_dir = ParquetLake(lake_root).event_media_ledger_dir(date)
     duration = None
     for rule_id, plan in plans.items():
         mine = out[out["rule_id"] == rule_id]
@@ -1192,47 +1182,33 @@ def run_actions(
     return out
 
 
-EVENT_MEDIA_TABLE = "event_media"
-
-
-def actions_for_video(
-    lake: Any,
+def write_events_with_media(
+    lake: ParquetLake,
     record: Any,
+    events: pa.Table,
     rules: object,
     *,
-    table_name: str = EVENT_MEDIA_TABLE,
+    detections: pd.DataFrame,
+    frames: pd.DataFrame,
     env: Mapping[str, str] | None = None,
-) -> Any:
-    """The per-video stage: read the video's events, detections and frames from the lake, run
-    :func:`run_actions`, write the events with ``media_paths`` as ``table_name`` (EVENTS
-    columns; the ``events`` file itself is left alone) and return a ``StageOutcome``.
+) -> tuple[WriteStats, dict[str, object]]:
+    """Run each rule's capture and actions (:func:`run_actions`) for one video's ``events``,
+    write them as the video's ``events`` file with ``media_paths`` filled (the table's
+    metadata kept), and return the write and what the media step did.
 
-    ``lake`` is a :class:`~roadlens.sinks.parquet.ParquetLake`, ``record`` the video's
-    :class:`~roadlens.registry.VideoRecord` (its ``capture_date`` is the media date, its
-    ``path`` the source for clips).
+    ``record`` is the video's :class:`~roadlens.registry.VideoRecord` (its ``capture_date``
+    is the media date, its ``path`` the source for clips). After the write, media files in
+    the video's media folder that no current event references (events a rule change
+    removed) are deleted (:func:`prune_media`); the ``_notified/`` ledger stays, so nothing
+    is notified twice. ``extra["media_removed"]`` counts them.
 
-    After writing, media files in the video's :func:`media_root` that no current event
-    references (events a rule change removed) are deleted (:func:`prune_media`); the
-    ``_notified/`` ledger stays, so nothing is notified twice. ``extra["media_removed"]``
-    counts them.
-
-    >>> outcome = actions_for_video(lake, record, rules)  # doctest: +SKIP
-    >>> outcome.extra["media_files"]  # doctest: +SKIP
+    >>> stats, extra = write_events_with_media(lake, record, events, rules,
+    ...     detections=detections, frames=frames)  # doctest: +SKIP
+    >>> extra["media_files"]  # doctest: +SKIP
     12
     """
-    # Imported here: the stage module pulls in the engine, which this module does not need.
-    import pyarrow as pa
-
-    from roadlens.ode.stage import EVENTS_TABLE, read_detections, read_frames
-    from roadlens.pipeline import StageOutcome
-    from roadlens.schema import EVENTS, conform
-
-    started = time.perf_counter()
-    events = lake.read_video(EVENTS_TABLE, record.video_id).to_pandas()
-    detections = read_detections(lake, record.video_id)
-    frames = read_frames(lake, record.video_id)
     out = run_actions(
-        events,
+        events.to_pandas(),
         detections,
         frames,
         rules,
@@ -1242,8 +1218,9 @@ def actions_for_video(
         env=env,
     )
     table = conform(pa.Table.from_pandas(out, preserve_index=False), EVENTS)
+    table = table.replace_schema_metadata(events.schema.metadata or table.schema.metadata)
     stats = lake.write_video(
-        table_name,
+        EVENTS_TABLE,
         table,
         date=record.capture_date,
         source_id=record.source_id,
@@ -1252,20 +1229,14 @@ def actions_for_video(
     files = sorted({p for paths in out["media_paths"] for p in paths})
     # Events a rule change removed leave their files behind: drop what no event references,
     # now that the new media and the table naming them are written.
-    folder = media_root(lake.root, record.capture_date, record.video_id)
+    folder = lake.event_media_dir(record.capture_date, record.video_id)
     removed = prune_media(folder, files)
-    return StageOutcome(
-        record.video_id,
-        table.num_rows,
-        time.perf_counter() - started,
-        stats,
-        {
-            "media_files": len(files),
-            "media_removed": len(removed),
-            "events_with_media": int(sum(bool(len(p)) for p in out["media_paths"])),
-            "media_dir": str(folder),
-        },
-    )
+    return stats, {
+        "media_files": len(files),
+        "media_removed": len(removed),
+        "events_with_media": int(sum(bool(len(p)) for p in out["media_paths"])),
+        "media_dir": str(folder),
+    }
 
 
 def _notify(
@@ -1307,7 +1278,6 @@ def _notify(
 
 __all__ = [
     "ACTION_KINDS",
-    "EVENT_MEDIA_TABLE",
     "MEDIA_SUFFIXES",
     "ActionConfigError",
     "ActionSpec",
@@ -1322,7 +1292,6 @@ __all__ = [
     "SentLedger",
     "SmtpSpec",
     "WebhookSpec",
-    "actions_for_video",
     "annotate",
     "annotated_path",
     "capture",
@@ -1333,7 +1302,6 @@ __all__ = [
     "ledger_path",
     "load_callable",
     "media_paths",
-    "media_root",
     "notify_smtp",
     "notify_webhook",
     "plan_rule",
@@ -1342,4 +1310,5 @@ __all__ = [
     "record_clip",
     "run_actions",
     "summary",
+    "write_events_with_media",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
+from collections.abc import Mapping
 
 import cv2
 import numpy as np
@@ -23,6 +23,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from roadlens.lake import (
+    DETECTIONS_TABLE,
+    EVENT_STATS_TABLE,
+    EVENTS_TABLE,
+    FRAMES_TABLE,
+    HEATMAPS_TABLE,
+    VIDEOS_TABLE,
+    ParquetLake,
+)
 from roadlens.live.continuity import (
     ContinuityConfig,
     context_key,
@@ -30,22 +39,19 @@ from roadlens.live.continuity import (
     prepare_chunk,
 )
 from roadlens.ode.accumulate import binned_counts, stats_table
+from roadlens.ode.actions import write_events_with_media
 from roadlens.ode.heatmap import geo_grid, image_grid, render_png, to_table
 from roadlens.ode.rules import RuleSet
-from roadlens.pipeline import DETECTIONS_TABLE, FRAMES_TABLE, VIDEOS_TABLE, StageOutcome
+from roadlens.pipeline import StageOutcome
 from roadlens.quality.gate import gate
 from roadlens.registry import VideoRecord
 from roadlens.schema import HEATMAPS
 from roadlens.sinks.base import table_fingerprint
-from roadlens.sinks.parquet import ParquetLake
 from roadlens.video.probe import VideoError
 from roadlens.video.stream import decode_frame
 
 log = logging.getLogger(__name__)
 
-EVENTS_TABLE = "events"
-EVENT_STATS_TABLE = "event_stats"
-HEATMAPS_TABLE = "heatmaps"
 HEATMAP_GRID = (64, 36)  # cells across x down; 20 px cells on a 1280x720 frame
 # Live chunks see their previous chunk's tail (roadlens.live.continuity); None turns it off.
 DEFAULT_CONTINUITY = ContinuityConfig()
@@ -106,8 +112,12 @@ def evaluate_video(
     rules: RuleSet,
     *,
     continuity: ContinuityConfig | None = DEFAULT_CONTINUITY,
+    env: Mapping[str, str] | None = None,
 ) -> StageOutcome:
-    """Evaluate ``rules`` over one video and write its ``events`` file (empty when none fire).
+    """Evaluate ``rules`` over one video and write its ``events`` file (empty when none fire),
+    with each rule's captures, clips and notifications done and their files named in
+    ``media_paths`` (:func:`roadlens.ode.actions.write_events_with_media`; ``env`` holds
+    the notification secrets, default ``os.environ``).
 
     With ``continuity`` (the default; None turns it off), a live chunk whose previous chunk
     of the same source is in the lake is evaluated with that chunk's tail as context and
@@ -144,7 +154,9 @@ def evaluate_video(
             b"context_fingerprint": (context.fingerprint if context else "").encode(),
         }
     )
-    stats = _write(lake, EVENTS_TABLE, events, record)
+    stats, media = write_events_with_media(
+        lake, record, events, rules, detections=detections, frames=frames, env=env
+    )
     per_rule = (
         pd.Series(events.column("rule_id").to_pylist()).value_counts().sort_index().to_dict()
         if events.num_rows
@@ -161,6 +173,7 @@ def evaluate_video(
             "quality": checked.as_dict(),
             "context_video_id": previous or None,
             "stitched_tracks": context.stitched if context else 0,
+            **media,
         },
     )
 
@@ -188,18 +201,6 @@ def _representative_frame(frames: pd.DataFrame, video_path: str) -> np.ndarray |
     except (VideoError, FileNotFoundError) as exc:
         log.warning("no heat map background: %s", exc)
         return None
-
-
-def heatmap_png_path(lake: ParquetLake, record: VideoRecord, heatmap_id: str) -> Path:
-    """Where a video's rendered heat map lives (deterministic: a re-run overwrites it)."""
-    return (
-        lake.root
-        / "media"
-        / "heatmaps"
-        / f"date={record.capture_date}"
-        / record.video_id
-        / f"{heatmap_id}.png"
-    )
 
 
 def heatmaps_for_video(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
@@ -247,7 +248,7 @@ def heatmaps_for_video(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
     stats = _write(lake, HEATMAPS_TABLE, table, record)
     background = _representative_frame(frames, record.path)
     if background is not None:
-        png = heatmap_png_path(lake, record, "dwell")
+        png = lake.heatmap_png(record.capture_date, record.video_id, "dwell")
         png.parent.mkdir(parents=True, exist_ok=True)
         render_png(dwell, background, png, units="s/frame")
         extra["png"] = str(png)

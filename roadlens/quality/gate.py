@@ -12,7 +12,7 @@ back and stays is batch-level) cannot be pinned on rows; they are reported, and 
 Dagster asset check built on :class:`GateResult` fails on them.
 
 Example:
-    >>> from roadlens.sinks.parquet import ParquetLake
+    >>> from roadlens.lake import ParquetLake
     >>> from roadlens.synth.tables import synthetic_detections
     >>> lake = ParquetLake("/tmp/roadlens-gate-doc")
     >>> table = synthetic_detections(100, video_id="veh-01--doc")
@@ -32,9 +32,9 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from roadlens.lake import ParquetLake
 from roadlens.quality.quarantine import QUARANTINE, quarantine_table
 from roadlens.quality.suites import ValidationReport, split, validate
-from roadlens.sinks.parquet import ParquetLake
 
 QUARANTINE_PREFIX = "quarantine_"
 
@@ -106,8 +106,7 @@ def gate(
     report = validate(table, data, known_classes=known_classes, engine=engine)
     target = quarantine_table_name(table)
     if not len(report.bad_positions):
-        for stale in lake.find_video(target, video_id):  # a clean re-run clears the quarantine
-            stale.unlink(missing_ok=True)
+        lake.delete_video(target, video_id)  # a clean re-run clears the quarantine
         return GateResult(video_id, table, data, 0, report)
     _, bad = split(data.to_pandas(), report)
     rows = quarantine_table(bad, table_name=table, partition_key=date, run_id=run_id)

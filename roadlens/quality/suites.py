@@ -47,6 +47,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from roadlens.lake import CATALOG, DETECTIONS_TABLE, EVENTS_TABLE, FRAMES_TABLE
+
 Engine = Literal["gx", "pandas"]
 
 # Columns added to the validated frame (never to the caller's data).
@@ -162,9 +164,7 @@ def _box(axis_lo: str, axis_hi: str, size: str) -> list[Rule]:
 
 # The id columns that name a row in reports and in the quarantine.
 ID_COLUMNS: dict[str, tuple[str, ...]] = {
-    "frames": ("video_id", "frame_number"),
-    "detections": ("detection_id",),
-    "events": ("event_id",),
+    t: CATALOG[t].id_columns for t in (FRAMES_TABLE, DETECTIONS_TABLE, EVENTS_TABLE)
 }
 
 

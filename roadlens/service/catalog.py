@@ -13,6 +13,14 @@ from pathlib import Path, PurePosixPath
 
 import pyarrow.parquet as pq
 
+from roadlens.lake import (
+    DETECTIONS_TABLE,
+    EVENTS_TABLE,
+    FRAMES_TABLE,
+    VIDEOS_TABLE,
+    ParquetLake,
+)
+
 MEDIA_TYPES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
@@ -26,7 +34,7 @@ class MediaError(LookupError):
 
 
 def media_root(lake_root: Path) -> Path:
-    return lake_root / "media"
+    return ParquetLake(lake_root).media_root
 
 
 def resolve_media(lake_root: Path, relative: str) -> Path:
@@ -77,24 +85,16 @@ class VideoEntry:
     heatmap: bool
 
 
-def _files(lake_root: Path, table: str) -> dict[str, tuple[str, str]]:
-    """video_id -> (date, source_id) of every file of ``table``."""
-    out: dict[str, tuple[str, str]] = {}
-    for path in (lake_root / table).glob("date=*/source_id=*/*.parquet"):
-        out[path.stem] = (
-            path.parent.parent.name.removeprefix("date="),
-            path.parent.name.removeprefix("source_id="),
-        )
-    return out
-
-
 def list_videos(lake_root: Path) -> list[VideoEntry]:
     """Every video the lake knows (registered, or with any output), sorted by date and id."""
-    tables = {t: _files(lake_root, t) for t in ("videos", "frames", "detections", "events")}
-    heatmaps = {p.name for p in (lake_root / "media" / "heatmaps").glob("date=*/*") if p.is_dir()}
+    lake = ParquetLake(lake_root)
+    tables = {
+        t: lake.locations(t) for t in (VIDEOS_TABLE, FRAMES_TABLE, DETECTIONS_TABLE, EVENTS_TABLE)
+    }
+    heatmaps = lake.videos_with_heatmaps()
     starts: dict[str, datetime] = {}
-    for video_id, (date, source) in tables["videos"].items():
-        path = lake_root / "videos" / f"date={date}" / f"source_id={source}" / f"{video_id}.parquet"
+    for video_id, (date, source) in tables[VIDEOS_TABLE].items():
+        path = lake.video_path(VIDEOS_TABLE, date=date, source_id=source, video_id=video_id)
         try:
             column = pq.read_table(path, columns=["capture_start"]).column(0)
             if len(column):
@@ -111,10 +111,10 @@ def list_videos(lake_root: Path) -> list[VideoEntry]:
                 source_id=source,
                 capture_date=date,
                 capture_start=starts.get(video_id),
-                registered=video_id in tables["videos"],
-                frames=video_id in tables["frames"],
-                detections=video_id in tables["detections"],
-                events=video_id in tables["events"],
+                registered=video_id in tables[VIDEOS_TABLE],
+                frames=video_id in tables[FRAMES_TABLE],
+                detections=video_id in tables[DETECTIONS_TABLE],
+                events=video_id in tables[EVENTS_TABLE],
                 heatmap=video_id in heatmaps,
             )
         )
@@ -128,7 +128,10 @@ def frame_image(lake_root: Path, video_id: str, frame_number: int) -> Path:
     Raises:
         MediaError: no such video or frame, or the recorded path is outside the lake.
     """
-    files = sorted((lake_root / "frames").glob(f"date=*/source_id=*/{video_id}.parquet"))
+    try:
+        files = ParquetLake(lake_root).find_video(FRAMES_TABLE, video_id)
+    except ValueError:  # not a video id at all
+        raise MediaError("no frames for this video") from None
     if not files:
         raise MediaError("no frames for this video")
     table = pq.read_table(files[0], columns=["frame_number", "image_path"])
@@ -151,8 +154,10 @@ def heatmap_image(lake_root: Path, video_id: str, heatmap_id: str) -> Path:
     Raises:
         MediaError: none rendered.
     """
-    for path in sorted(
-        (lake_root / "media" / "heatmaps").glob(f"date=*/{video_id}/{heatmap_id}.png")
-    ):
+    try:
+        found = ParquetLake(lake_root).heatmap_pngs(video_id, heatmap_id)
+    except ValueError:  # not an id at all
+        raise MediaError("no heat map for this video") from None
+    for path in found:
         return resolve_media(lake_root, path.relative_to(media_root(lake_root)).as_posix())
     raise MediaError("no heat map for this video")

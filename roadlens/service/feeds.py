@@ -33,6 +33,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from roadlens.lake import ParquetLake, location
 from roadlens.service.hub import LIVE_TABLES, Row
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,7 @@ def read_lake_file(path: Path, limit: int = MAX_ROWS_PER_FILE) -> pa.Table:
             "live feed: %s has %d rows; publishing the first %d", path, table.num_rows, limit
         )
         table = table.slice(0, limit)
-    source_id = path.parent.name.removeprefix("source_id=")
-    date = path.parent.parent.name.removeprefix("date=")
+    date, source_id = location(path)
     n = table.num_rows
     if "source_id" not in table.column_names:
         table = table.append_column("source_id", pa.array([source_id] * n, pa.string()))
@@ -77,6 +77,7 @@ class LakePoller:
 
     def __init__(self, lake_root: Path, tables: tuple[str, ...] = LIVE_TABLES) -> None:
         self.lake_root = lake_root
+        self.lake = ParquetLake(lake_root)
         self.tables = tables
         self._dirs: dict[Path, int] = {}
         self._files: dict[Path, tuple[int, int, int]] = {}
@@ -85,10 +86,7 @@ class LakePoller:
         """(table, file, mtime in ms) of every file new or changed since the last scan."""
         changed: list[tuple[str, Path, int]] = []
         for table in self.tables:
-            root = self.lake_root / table
-            if not root.is_dir():
-                continue
-            for date_dir in root.glob("date=*"):
+            for date_dir in self.lake.date_dirs(table):
                 try:
                     source_dirs = [d for d in date_dir.iterdir() if d.name.startswith("source_id=")]
                 except OSError:

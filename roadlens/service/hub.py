@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-LIVE_TABLES = ("events", "detections")
+from roadlens.lake import DETECTIONS_TABLE, EVENTS_TABLE
+
+LIVE_TABLES = (EVENTS_TABLE, DETECTIONS_TABLE)
 DROP_CODE = 1008  # policy violation: the client did not keep up
 
 

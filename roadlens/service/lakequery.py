@@ -28,7 +28,10 @@ from typing import Any
 
 import duckdb
 
-TABLE_KEYS = {"detections": "detection_id", "events": "event_id"}
+from roadlens.lake import CATALOG, DETECTIONS_TABLE, EVENTS_TABLE, ParquetLake
+
+# The row id each queryable table pages and looks up by.
+TABLE_KEYS = {t: CATALOG[t].row_id for t in (DETECTIONS_TABLE, EVENTS_TABLE)}
 DETECTION_COLUMNS = (
     "detection_id, video_id, source_id, vehicle_id, session_id, frame_number, pts_sec, "
     "captured_at, class_id, class_name, confidence, x1, y1, x2, y2, frame_width, "
@@ -127,23 +130,17 @@ def utc(value: datetime) -> datetime:
 
 def table_source(lake_root: Path, table: str) -> str | None:
     """A ``read_parquet`` over one lake table, or None when the table has no file."""
-    folder = lake_root / table
-    if not any(folder.glob("date=*/source_id=*/*.parquet")):
-        return None
-    glob = (folder / "**" / "*.parquet").as_posix().replace("'", "''")
-    return (
-        f"read_parquet('{glob}', hive_partitioning = true, "
-        "hive_types = {'date': DATE, 'source_id': VARCHAR}, union_by_name = true)"
-    )
+    lake = ParquetLake(lake_root)
+    return lake.duckdb_source(table) if lake.has_files(table) else None
 
 
 def partition_dates(lake_root: Path, table: str, *, until: datetime | None = None) -> list[date]:
     """The ``date=`` folders of ``table`` in order (none after ``until``)."""
     last = utc(until).date() if until is not None else date.max
     out = []
-    for folder in (lake_root / table).glob("date=*"):
+    for name in ParquetLake(lake_root).dates(table):
         try:
-            day = date.fromisoformat(folder.name.removeprefix("date="))
+            day = date.fromisoformat(name)
         except ValueError:
             continue
         if day <= last:

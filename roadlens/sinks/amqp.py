@@ -39,8 +39,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pika.adapters.select_connection import SelectConnection
 
+from roadlens.lake import SINK_TABLES
 from roadlens.redact import redact, scrub
-from roadlens.schema import SINK_TABLES, table_version
+from roadlens.schema import table_version
 from roadlens.sinks.base import (
     SinkBase,
     SinkConfigError,

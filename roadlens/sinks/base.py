@@ -26,7 +26,8 @@ from typing import Protocol, Self, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
-from roadlens.schema import SINK_TABLES, conform
+from roadlens.lake import CATALOG, SINK_TABLES
+from roadlens.schema import conform
 
 
 class SinkError(RuntimeError):
@@ -127,8 +128,13 @@ class SinkBase:
 
 
 def id_column(table: str) -> str:
-    """The deterministic row id of ``table`` (consumers dedupe on it)."""
-    return {"detections": "detection_id", "events": "event_id"}.get(table, "")
+    """The deterministic row id of ``table`` (consumers dedupe on it; ``""`` for none).
+
+    >>> id_column("detections"), id_column("event_stats"), id_column("no-such-table")
+    ('detection_id', '', '')
+    """
+    entry = CATALOG.get(table)
+    return entry.row_id if entry is not None else ""
 
 
 def table_fingerprint(data: pa.Table) -> str:

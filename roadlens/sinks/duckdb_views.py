@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from roadlens.sinks.parquet import ParquetLake
+from roadlens.lake import ParquetLake
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "duckdb"
 
@@ -28,10 +28,8 @@ def connect(
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     for table in lake.tables():
-        glob = (lake.root / table / "**" / "*.parquet").as_posix().replace("'", "''")
         con.execute(
-            f"CREATE VIEW {_identifier(table)} AS SELECT * FROM read_parquet('{glob}', "
-            "hive_partitioning = true, hive_types = {'date': DATE, 'source_id': VARCHAR}, union_by_name = true)"
+            f"CREATE VIEW {_identifier(table)} AS SELECT * FROM {lake.duckdb_source(table)}"
         )
     present = set(lake.tables())
     # One ``quarantine`` view over every stage's quarantined rows (roadlens.quality.gate).

@@ -56,21 +56,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from roadlens.schema import SINK_TABLES, table_version
+from roadlens.lake import CATALOG, SINK_TABLES, safe_segment
+from roadlens.schema import table_version
 from roadlens.sinks.base import SinkBase, SinkError, SinkWrite, Stopwatch
 from roadlens.sinks.encode import buffers, json_lines
-from roadlens.sinks.parquet import safe_segment
 
 FORMATS = ("jsonl", "jsonl.gz", "csv", "csv.gz")
 MANIFEST = "_manifest.json"
-TIME_COLUMNS = {"event_stats": "bin_start"}  # every other table: captured_at
-
-
-def time_column(table: str) -> str:
-    """The column that dates a row of ``table`` (folder date and time rotation)."""
-    return TIME_COLUMNS.get(table, "captured_at")
-
-
 # --- encoding ---------------------------------------------------------------------------
 
 
@@ -270,7 +262,8 @@ class FileExportSink(SinkBase):
         sources = data.column("source_id").unique().to_pylist()
         if len(sources) != 1:
             raise ValueError(f"one video must have one source_id, found {sorted(sources)[:3]}")
-        times = data.column(time_column(table))
+        # The column that dates a row: its folder date and time rotation.
+        times = data.column(CATALOG[table].time_column)
         micros = pc.cast(times, pa.int64()).to_numpy()
         date = datetime.fromtimestamp(int(micros.min()) / 1e6, UTC).date().isoformat()
         final = self.video_dir(table, date=date, source_id=sources[0], video_id=video_id)

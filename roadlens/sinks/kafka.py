@@ -65,8 +65,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from roadlens.lake import SINK_TABLES
 from roadlens.redact import redact
-from roadlens.schema import SCHEMA_VERSION, SINK_TABLES, table_version
+from roadlens.schema import SCHEMA_VERSION, table_version
 from roadlens.sinks.base import (
     SinkBase,
     SinkError,

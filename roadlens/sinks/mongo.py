@@ -56,8 +56,8 @@ import pymongo
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
+from roadlens.lake import SINK_TABLES
 from roadlens.redact import redact, scrub
-from roadlens.schema import SINK_TABLES
 from roadlens.sinks.base import (
     SinkBase,
     SinkError,

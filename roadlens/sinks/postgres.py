@@ -52,9 +52,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
+from roadlens.lake import CATALOG, SINK_TABLES
 from roadlens.prefetch import prefetch
 from roadlens.redact import redact, scrub
-from roadlens.schema import SINK_TABLES
 from roadlens.sinks.base import SinkBase, SinkConfigError, SinkError, SinkWrite, percentiles_ms
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "sql" / "postgres"
@@ -64,13 +64,6 @@ DEFAULT_SCHEMA = "roadlens"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _MIGRATION_FILE = re.compile(r"(\d+)_[A-Za-z0-9_]+\.sql")
 
-# The column each table is partitioned by (monthly ranges).
-TIME_COLUMN = {
-    "detections": "captured_at",
-    "events": "captured_at",
-    "event_stats": "bin_start",
-    "heatmaps": "captured_at",
-}
 # Columns whose PostgreSQL type is not the plain mapping of their Arrow type.
 TYPE_OVERRIDES = {
     "detection_id": "uuid",
@@ -735,7 +728,7 @@ class PostgresSink(SinkBase):
         self, table: str, video_id: str, data: pa.Table, export_id: str, fingerprint: str
     ) -> SinkWrite:
         started = time.perf_counter()
-        time_column = TIME_COLUMN[table]
+        time_column = CATALOG[table].time_column
         rows = data.num_rows
         low = high = None
         months: list[datetime] = []
@@ -826,7 +819,7 @@ class PostgresSink(SinkBase):
     def _delete_previous(self, conn: psycopg.Connection[Any], table: str, video_id: str) -> int:
         """Delete ``video_id``'s rows; prune by the manifest's time range when there is one."""
         target = self._ident(table)
-        time_column = sql.Identifier(TIME_COLUMN[table])
+        time_column = sql.Identifier(CATALOG[table].time_column)
         previous = conn.execute(
             sql.SQL(
                 "SELECT rows, min_captured_at, max_captured_at FROM {} "

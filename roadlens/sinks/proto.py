@@ -46,7 +46,8 @@ import pyarrow.compute as pc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
-from roadlens.schema import SCHEMA_VERSION, SINK_TABLES
+from roadlens.lake import SINK_TABLES
+from roadlens.schema import SCHEMA_VERSION
 
 PACKAGE = f"roadlens.v{SCHEMA_VERSION}"
 PROTO_FILE = f"roadlens_v{SCHEMA_VERSION}.proto"

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from roadlens.sinks.parquet import safe_segment
+from roadlens.lake import safe_segment
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -6,9 +6,17 @@ moved into place with ``os.replace``, so readers see the old file or the new one
 half a file, and a re-run replaces exactly one video's rows. pyarrow's
 ``existing_data_behavior="delete_matching"`` is never used: it wipes sibling videos.
 
+Media (sampled JPEGs, event captures and clips, heat map PNGs) live under ``<root>/media``
+with the same date and video segments; :class:`ParquetLake` builds every such path.
+
 Example:
-    >>> lake = ParquetLake(tmp_path)  # doctest: +SKIP
-    >>> lake.write_video("detections", table, date="2026-05-04", source_id="veh-01", video_id="v")  # doctest: +SKIP
+    >>> import tempfile
+    >>> lake = ParquetLake(tempfile.mkdtemp())
+    >>> rows = pa.table({"video_id": ["v"], "frame_number": [0]})
+    >>> lake.write_video("frames", rows, date="2026-05-04", source_id="veh-01", video_id="v").rows
+    1
+    >>> lake.video_ids("frames", "2026-05-04"), lake.locations("frames")
+    (['v'], {'v': ('2026-05-04', 'veh-01')})
 """
 
 from __future__ import annotations
@@ -23,20 +31,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from roadlens.schema import (
-    DETECTIONS,
-    EVENT_STATS,
-    EVENTS,
-    FRAMES,
-    HEATMAPS,
-    RAW_DETECTIONS,
-    VIDEOS,
-    table_name,
-    table_version,
-    upgrade_table,
-)
+from roadlens.lake.catalog import CATALOG
+from roadlens.schema import table_version, upgrade_table
 
 PARTITION_COLUMNS = ("date", "source_id")
+# ``<table>/`` + this: every video file of a table (the hive layout).
+VIDEO_FILES = "date=*/source_id=*/*.parquet"
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 # Longest segment: ``<video_id>.parquet`` must fit the usual 255-byte file-name limit.
 MAX_SEGMENT = 255 - len(".parquet")
@@ -124,6 +124,13 @@ class ParquetLake:
             final, table.num_rows, final.stat().st_size, time.perf_counter() - started
         )
 
+    def delete_video(self, table_name: str, video_id: str) -> int:
+        """Remove every file of ``video_id`` in ``table_name``; return how many there were."""
+        files = self.find_video(table_name, video_id)
+        for path in files:
+            path.unlink(missing_ok=True)
+        return len(files)
+
     def find_video(self, table_name: str, video_id: str) -> list[Path]:
         """Every file of ``video_id`` in ``table_name`` (normally one)."""
         return sorted(
@@ -154,6 +161,100 @@ class ParquetLake:
             return None
         return pa.concat_tables([_read_file(f) for f in files], promote_options="default")
 
+    def table_dir(self, table_name: str) -> Path:
+        """``<root>/<table>``, the folder of one table."""
+        return self.root / safe_segment(table_name, "table")
+
+    def files(self, table_name: str, *, date: str | None = None) -> list[Path]:
+        """Every video file of ``table_name`` (of one ``date`` if given), sorted."""
+        folder = self.table_dir(table_name)
+        if date is None:
+            return sorted(folder.glob(VIDEO_FILES))
+        return sorted((folder / f"date={safe_segment(date, 'date')}").glob("source_id=*/*.parquet"))
+
+    def has_files(self, table_name: str) -> bool:
+        """Whether ``table_name`` holds at least one video file."""
+        return next(self.table_dir(table_name).glob(VIDEO_FILES), None) is not None
+
+    def video_ids(self, table_name: str, date: str) -> list[str]:
+        """The ids of the videos with a file of ``table_name`` on ``date``, sorted."""
+        return [p.stem for p in self.files(table_name, date=date)]
+
+    def locations(self, table_name: str) -> dict[str, tuple[str, str]]:
+        """``video_id -> (date, source_id)`` of every file of ``table_name``."""
+        return {p.stem: location(p) for p in self.files(table_name)}
+
+    def date_dirs(self, table_name: str) -> list[Path]:
+        """The ``date=`` folders of ``table_name``, sorted (with files or not)."""
+        return sorted(d for d in self.table_dir(table_name).glob("date=*") if d.is_dir())
+
+    def dates(self, table_name: str) -> list[str]:
+        """The dates of :meth:`date_dirs`."""
+        return [d.name.removeprefix("date=") for d in self.date_dirs(table_name)]
+
+    def source_files(self, table_name: str, date: str, source_id: str) -> list[Path]:
+        """The files of one source on one date of ``table_name``."""
+        folder = (
+            self.table_dir(table_name)
+            / f"date={safe_segment(date, 'date')}"
+            / f"source_id={safe_segment(source_id, 'source_id')}"
+        )
+        return sorted(folder.glob("*.parquet"))
+
+    def duckdb_source(self, table_name: str) -> str:
+        """A DuckDB ``read_parquet(...)`` over every file of ``table_name``, with the
+        partition columns typed (``date`` as DATE) and columns unified by name."""
+        glob = (self.table_dir(table_name) / "**" / "*.parquet").as_posix().replace("'", "''")
+        return (
+            f"read_parquet('{glob}', hive_partitioning = true, "
+            "hive_types = {'date': DATE, 'source_id': VARCHAR}, union_by_name = true)"
+        )
+
+    # -- media ----------------------------------------------------------------------------
+
+    @property
+    def media_root(self) -> Path:
+        """``<root>/media``: every file that is not a table (JPEGs, PNGs, clips)."""
+        return self.root / "media"
+
+    def frames_dir(self, date: str, video_id: str) -> Path:
+        """Where a video's sampled JPEGs live (``media/frames/date=<date>/<video>``)."""
+        return self._media_dir("frames", date, video_id)
+
+    def event_media_dir(self, date: str, video_id: str) -> Path:
+        """Where a video's event captures, crops and clips live."""
+        return self._media_dir("events", date, video_id)
+
+    def event_media_ledger_dir(self, date: str) -> Path:
+        """The folder of one date's event media (its ledger files sit beside the videos')."""
+        return self.media_root / "events" / f"date={safe_segment(date, 'date')}"
+
+    def heatmap_png(self, date: str, video_id: str, heatmap_id: str) -> Path:
+        """Where a video's rendered heat map lives (a re-run overwrites it)."""
+        return (
+            self._media_dir("heatmaps", date, video_id)
+            / f"{safe_segment(heatmap_id, 'heatmap_id')}.png"
+        )
+
+    def heatmap_pngs(self, video_id: str, heatmap_id: str = "*") -> list[Path]:
+        """The rendered heat maps of ``video_id`` on any date."""
+        if heatmap_id != "*":
+            safe_segment(heatmap_id, "heatmap_id")
+        pattern = f"date=*/{safe_segment(video_id, 'video_id')}/{heatmap_id}.png"
+        return sorted((self.media_root / "heatmaps").glob(pattern))
+
+    def videos_with_heatmaps(self) -> set[str]:
+        """The ids of the videos that have a rendered heat map folder."""
+        return {p.name for p in (self.media_root / "heatmaps").glob("date=*/*") if p.is_dir()}
+
+    def _media_dir(self, kind: str, date: str, video_id: str) -> Path:
+        return (
+            self.media_root
+            / kind
+            / f"date={safe_segment(date, 'date')}"
+            / safe_segment(video_id, "video_id")
+        )
+
     def tables(self) -> list[str]:
         """Names of the tables that hold at least one file."""
         if not self.root.exists():
@@ -161,35 +262,35 @@ class ParquetLake:
         return sorted(
             p.name
             for p in self.root.iterdir()
-            if p.is_dir()
-            and not p.name.startswith(("_", "."))
-            and any(p.glob("date=*/source_id=*/*.parquet"))
+            if p.is_dir() and not p.name.startswith(("_", ".")) and self.has_files(p.name)
         )
+
+
+def location(path: Path) -> tuple[str, str]:
+    """``(date, source_id)`` of a lake file, from its hive folders."""
+    return (
+        path.parent.parent.name.removeprefix("date="),
+        path.parent.name.removeprefix("source_id="),
+    )
 
 
 def _read_file(path: Path) -> pa.Table:
     """One lake file with the partition columns of its path restored, upgraded to the
     current version of its table when it was written with an older one."""
     table = pq.read_table(path)
-    source_id = path.parent.name.removeprefix("source_id=")
-    date = path.parent.parent.name.removeprefix("date=")
+    date, source_id = location(path)
     table = table.append_column(
         "source_id", pa.array([source_id] * table.num_rows, pa.string())
     ).append_column("date", pa.array([date] * table.num_rows, pa.string()))
     return _upgraded(table)
 
 
-_SCHEMAS_BY_TABLE = {
-    table_name(s): s
-    for s in (FRAMES, RAW_DETECTIONS, DETECTIONS, EVENTS, EVENT_STATS, HEATMAPS, VIDEOS)
-}
-
-
 def _upgraded(table: pa.Table) -> pa.Table:
     """``table`` as the current version of the schema its metadata names (readers accept
     the previous version; a file of the current version is returned as it is)."""
     meta = table.schema.metadata or {}
-    current = _SCHEMAS_BY_TABLE.get(meta.get(b"table", b"").decode())
+    entry = CATALOG.get(meta.get(b"table", b"").decode())
+    current = entry.schema if entry is not None else None
     written = meta.get(b"schema_version")
     if current is None or written is None or int(written) == table_version(current):
         return table
