@@ -7,8 +7,16 @@ half a file, and a re-run replaces exactly one video's rows. pyarrow's
 ``existing_data_behavior="delete_matching"`` is never used: it wipes sibling videos.
 
 Example:
-    >>> lake = ParquetLake(tmp_path)  # doctest: +SKIP
-    >>> lake.write_video("detections", table, date="2026-05-04", source_id="veh-01", video_id="v")  # doctest: +SKIP
+    >>> import tempfile
+    >>> from roadlens.synth.tables import synthetic_detections
+    >>> table = synthetic_detections(100, video_id="v")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     lake = ParquetLake(tmp)
+    ...     stats = lake.write_video("detections", table, date="2026-05-04", source_id="veh-01",
+    ...                              video_id="v")
+    ...     back = lake.read_video("detections", "v")
+    >>> stats.path.relative_to(tmp).as_posix(), stats.rows, back.num_rows
+    ('detections/date=2026-05-04/source_id=veh-01/v.parquet', 100, 100)
 """
 
 from __future__ import annotations
