@@ -375,9 +375,17 @@ def load_truth(video_path: str | Path) -> pd.DataFrame:
         FileNotFoundError: naming the expected truth path when it does not exist.
 
     Example:
-        >>> truth = load_truth("drives/c.mp4")  # doctest: +SKIP
-        >>> truth.columns[:3].tolist()  # doctest: +SKIP
-        ['frame_number', 'pts_sec', 'track_id']
+        >>> import tempfile
+        >>> from roadlens.synth.render import render_clip
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     clip = render_clip(Path(tmp, "c.mp4"), seconds=0.2, fps=10, width=160, height=96)
+        ...     truth = load_truth(clip.video_path)
+        >>> truth.columns[:3].tolist(), len(truth)
+        (['frame_number', 'pts_sec', 'track_id'], 2)
+        >>> load_truth("no/such/c.mp4")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: no ground truth for no/such/c.mp4: expected no/such/c.truth.parquet ...
     """
     path = truth_path_for(video_path)
     if not path.is_file():

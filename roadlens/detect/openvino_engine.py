@@ -8,7 +8,7 @@ with a request in flight on each: on a 2-core machine YOLO11n INT8 at 640x640 to
 the ones ``YOLO(folder).predict`` returns, and only changes how the model is driven.
 
 Example:
-    >>> engine = OpenVINOEngine(Path("yolo11n_int8_openvino_model"))  # doctest: +SKIP
+    >>> engine = OpenVINOEngine(ir_file(Path("yolo11n_int8_openvino_model")))  # doctest: +SKIP
     >>> for key, boxes in engine.run([("f0", image)], conf=0.25, iou=0.5):  # doctest: +SKIP
     ...     boxes.shape  # (n, 6): x1, y1, x2, y2, confidence, class id in the image's pixels
 """

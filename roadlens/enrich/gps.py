@@ -129,7 +129,15 @@ def read_gps_track(
             timestamps); the message names the file and the count.
 
     Example:
-        >>> read_gps_track("drive_0001.gpx")  # doctest: +SKIP
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp, "drive_0001.csv")
+        ...     _ = path.write_text("t_sec,latitude,longitude\\n0,48.1,11.5\\n2,48.1,11.5003\\n")
+        ...     track = read_gps_track(path, start=datetime(2026, 5, 1, 10, tzinfo=UTC))
+        >>> track[["t", "lat", "lon"]]
+                                  t   lat      lon
+        0 2026-05-01 10:00:00+00:00  48.1  11.5000
+        1 2026-05-01 10:00:02+00:00  48.1  11.5003
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -151,10 +159,16 @@ def read_csv_track(
     ``longitude``, ``course``/``bearing`` for heading, ``speed_mps``, ``speed_kmh``...).
 
     Example:
-        >>> # timestamp,lat,lon,speed
-        >>> # 2026-05-01T10:00:00Z,48.1,11.5,12.0
-        >>> read_csv_track("drive.csv").columns.tolist()  # doctest: +SKIP
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp, "drive.csv")
+        ...     _ = path.write_text("timestamp,lat,lon,speed\\n2026-05-01T10:00:00Z,48.1,11.5,12.0\\n")
+        ...     track = read_csv_track(path)
+        >>> track.columns.tolist()
         ['t', 'lat', 'lon', 'heading_deg', 'speed_mps']
+        >>> track
+                                  t   lat   lon  heading_deg  speed_mps
+        0 2026-05-01 10:00:00+00:00  48.1  11.5          NaN       12.0
     """
     path = Path(path)
     _require_content(path)
@@ -241,8 +255,21 @@ def read_gpx_track(path: str | PathLike[str]) -> pd.DataFrame:
     present; otherwise heading and speed are derived from consecutive positions.
 
     Example:
-        >>> read_gpx_track("drive.gpx")["heading_deg"].between(0, 360).all()  # doctest: +SKIP
-        True
+        >>> import tempfile
+        >>> gpx = (
+        ...     '<gpx><trk><trkseg>'
+        ...     '<trkpt lat="48.0" lon="11.0"><time>2026-05-01T10:00:00Z</time></trkpt>'
+        ...     '<trkpt lat="48.0" lon="11.0002"><time>2026-05-01T10:00:01Z</time></trkpt>'
+        ...     '</trkseg></trk></gpx>'
+        ... )
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp, "drive.gpx")
+        ...     _ = path.write_text(gpx)
+        ...     track = read_gpx_track(path)
+        >>> track[["heading_deg", "speed_mps"]].round(1)  # derived: due east, ~14.9 m/s
+           heading_deg  speed_mps
+        0         90.0       14.9
+        1         90.0       14.9
     """
     path = Path(path)
     _require_content(path)
@@ -309,8 +336,19 @@ def read_nmea_track(path: str | PathLike[str], *, date: dt.date | None = None) -
     types and non-NMEA lines are ignored. RMC and GGA of the same second are merged.
 
     Example:
-        >>> read_nmea_track("drive.nmea")["speed_mps"].notna().any()  # doctest: +SKIP
-        True
+        >>> import tempfile
+        >>> nmea = (
+        ...     "$GPRMC,100000.00,A,4806.000,N,01130.000,E,10.0,90.0,010526,,,A*5E\\n"
+        ...     "$GPRMC,100001.00,A,4806.000,N,01130.008,E,10.0,90.0,010526,,,A*57\\n"
+        ... )
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp, "drive.nmea")
+        ...     _ = path.write_text(nmea)
+        ...     track = read_nmea_track(path)
+        >>> track.round({"lon": 4, "speed_mps": 3})  # 10 knots
+                                  t   lat      lon  heading_deg  speed_mps
+        0 2026-05-01 10:00:00+00:00  48.1  11.5000         90.0      5.144
+        1 2026-05-01 10:00:01+00:00  48.1  11.5001         90.0      5.144
     """
     path = Path(path)
     _require_content(path)

@@ -215,9 +215,16 @@ def load_sources(yaml_path: str | PathLike[str]) -> SourcesConfig:
     ``sources: []`` gives a config with no rules (path convention only).
 
     Example:
-        >>> config = load_sources("sources.yaml")  # doctest: +SKIP
-        >>> config.identify("landing/veh-01/a.mp4", "landing")  # doctest: +SKIP
+        >>> import tempfile
+        >>> text = "sources:\\n  - source_id: veh-01\\n    match: veh-01/**\\n    vehicle_id: VAN-17\\n"
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp, "sources.yaml")
+        ...     _ = path.write_text(text)
+        ...     config = load_sources(path)
+        >>> config.identify("landing/veh-01/a.mp4", "landing")
         SourceIdentity(source_id='veh-01', vehicle_id='VAN-17', session_id=None)
+        >>> config.identify("landing/veh-02/a.mp4", "landing")  # no rule: the folder layout
+        SourceIdentity(source_id='veh-02', vehicle_id=None, session_id=None)
     """
     yaml_path = Path(yaml_path)
     try:

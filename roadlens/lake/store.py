@@ -11,11 +11,15 @@ with the same date and video segments; :class:`ParquetLake` builds every such pa
 
 Example:
     >>> import tempfile
-    >>> lake = ParquetLake(tempfile.mkdtemp())
-    >>> rows = pa.table({"video_id": ["v"], "frame_number": [0]})
-    >>> lake.write_video("frames", rows, date="2026-05-04", source_id="veh-01", video_id="v").rows
-    1
-    >>> lake.video_ids("frames", "2026-05-04"), lake.locations("frames")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     lake = ParquetLake(tmp)
+    ...     rows = pa.table({"video_id": ["v"], "frame_number": [0]})
+    ...     stats = lake.write_video("frames", rows, date="2026-05-04", source_id="veh-01",
+    ...                              video_id="v")
+    ...     listed = lake.video_ids("frames", "2026-05-04"), lake.locations("frames")
+    >>> stats.path.relative_to(tmp).as_posix(), stats.rows
+    ('frames/date=2026-05-04/source_id=veh-01/v.parquet', 1)
+    >>> listed
     (['v'], {'v': ('2026-05-04', 'veh-01')})
 """
 

@@ -17,8 +17,16 @@ hits with ``track_id`` null; track-level ones (instance, persistence, earliest, 
 smallest, largest) name the track (which may be null for untracked detections in
 smallest/largest). Full definitions: ``docs/ode_logic.md``.
 
+The examples use six sampled frames one second apart and four detections: track 1 on frames
+1 and 2, track 2 on frames 2 and 5 (frames 0, 3 and 4 are empty).
+
 Example:
-    >>> hits = FRAME_TRIGGERS["absence"](dets, frames, duration_s=2.0)  # doctest: +SKIP
+    >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+    ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+    >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+    >>> FRAME_TRIGGERS["absence"](dets, frames, duration_s=1.0)[["frame_number", "value"]]
+       frame_number  value
+    0             4    1.0
 """
 
 from __future__ import annotations
@@ -154,7 +162,17 @@ def always(dets: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
     """Every sampled frame; ``value`` = matching detections in it (0 for empty frames).
 
     Example:
-        >>> always(dets, frames)  # one hit per row of frames  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+        >>> always(dets, frames)[["frame_number", "value", "detection_ids"]]
+           frame_number  value detection_ids
+        0             0    0.0            []
+        1             1    1.0           [a]
+        2             2    2.0        [b, c]
+        3             3    0.0            []
+        4             4    0.0            []
+        5             5    1.0           [d]
     """
     fr, d = _prepare(dets, frames)
     counts = _frame_counts(fr, d)
@@ -171,7 +189,20 @@ def occurrence(
     value 1), like DSL's Occurrence trigger.
 
     Example:
-        >>> occurrence(dets, frames)["value"]  # counts on non-empty frames  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+        >>> occurrence(dets, frames)[["frame_number", "value", "detection_ids"]]
+           frame_number  value detection_ids
+        0             1    1.0           [a]
+        1             2    2.0        [b, c]
+        2             5    1.0           [d]
+        >>> occurrence(dets, frames, per_detection=True)[["frame_number", "track_id", "value"]]
+           frame_number  track_id  value
+        0             1         1    1.0
+        1             2         1    1.0
+        2             2         2    1.0
+        3             5         2    1.0
     """
     fr, d = _prepare(dets, frames)
     if per_detection:
@@ -192,7 +223,14 @@ def instance(
     seconds since the track's previous sighting (0 for the first one).
 
     Example:
-        >>> instance(dets, frames, suppression_s=5.0)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+        >>> instance(dets, frames, suppression_s=2.0)[["frame_number", "track_id", "value"]]
+           frame_number  track_id  value
+        0             1         1    0.0
+        1             2         2    0.0
+        2             5         2    3.0
     """
     _, d = _prepare(dets, frames)
     s = _sightings(d)
@@ -215,7 +253,14 @@ def absence(dets: pd.DataFrame, frames: pd.DataFrame, *, duration_s: float = 0.0
     including the first frames of a video (frames with no detections at all count).
 
     Example:
-        >>> absence(dets, frames, duration_s=2.0)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+        >>> absence(dets, frames)["frame_number"].tolist()
+        [0, 3, 4]
+        >>> absence(dets, frames, duration_s=1.0)[["frame_number", "value"]]
+           frame_number  value
+        0             4    1.0
     """
     fr, d = _prepare(dets, frames)
     empty = _frame_counts(fr, d) == 0
@@ -291,7 +336,19 @@ def count(
     class name; the classes are ``classes`` or else those present in ``dets``.
 
     Example:
-        >>> count(dets, frames, min=3)  # frames with 3 or more  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+        >>> count(dets, frames, min=2)[["frame_number", "value", "detection_ids"]]
+           frame_number  value detection_ids
+        0             2    2.0        [b, c]
+        >>> cars_and_bus = dets.assign(class_name=["car", "car", "bus", "car"])
+        >>> count(cars_and_bus, frames, min=1, per_class=True)[["frame_number", "direction", "value"]]
+           frame_number direction  value
+        0             1       car    1.0
+        1             2       bus    1.0
+        2             2       car    1.0
+        3             5       car    1.0
     """
     hi = np.inf if max is None else max
     return _count_hits(dets, frames, per_class, classes, min, hi)
@@ -308,7 +365,11 @@ def summation(
     ``per_class=True`` (class name in ``direction``).
 
     Example:
-        >>> summation(dets, frames)["value"].sum() == len(dets)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+        >>> summation(dets, frames)["value"].tolist()
+        [0.0, 1.0, 2.0, 0.0, 0.0, 1.0]
     """
     return _count_hits(dets, frames, per_class, classes, -np.inf, np.inf)
 
@@ -337,7 +398,16 @@ def new_high(dets: pd.DataFrame, frames: pd.DataFrame, *, preset: float | None =
     sampled frame sets the baseline and does not fire. ``value`` = the new high.
 
     Example:
-        >>> new_high(dets, frames, preset=0)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+        >>> new_high(dets, frames)[["frame_number", "value"]]
+           frame_number  value
+        0             1    1.0
+        1             2    2.0
+        >>> new_high(dets, frames, preset=1)[["frame_number", "value"]]
+           frame_number  value
+        0             2    2.0
     """
     return _new_extreme(dets, frames, preset, high=True)
 
@@ -347,7 +417,12 @@ def new_low(dets: pd.DataFrame, frames: pd.DataFrame, *, preset: float | None = 
     (and below ``preset`` when given; ``None``: the first frame is the baseline).
 
     Example:
-        >>> new_low(dets, frames)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+        >>> new_low(dets, frames.iloc[1:])[["frame_number", "value"]]  # frame 1 (count 1): baseline
+           frame_number  value
+        0             3    0.0
     """
     return _new_extreme(dets, frames, preset, high=False)
 
@@ -367,7 +442,15 @@ def smallest(dets: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
     ``(x2-x1)*(y2-y1)`` (ties: smallest ``detection_id``); ``value`` = that area.
 
     Example:
-        >>> smallest(dets, frames)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+        >>> boxes = dets.assign(x1=0.0, y1=0.0, x2=[10.0, 10.0, 40.0, 10.0], y2=10.0)
+        >>> smallest(boxes, frames)[["frame_number", "track_id", "value", "detection_ids"]]
+           frame_number  track_id  value detection_ids
+        0             1         1  100.0           [a]
+        1             2         1  100.0           [b]
+        2             5         2  100.0           [d]
     """
     return _extreme_box(dets, frames, largest=False)
 
@@ -376,7 +459,15 @@ def largest(dets: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
     """One hit per non-empty frame naming the matching detection with the largest box area.
 
     Example:
-        >>> largest(dets, frames)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+        >>> boxes = dets.assign(x1=0.0, y1=0.0, x2=[10.0, 10.0, 40.0, 10.0], y2=10.0)
+        >>> largest(boxes, frames)[["frame_number", "track_id", "value", "detection_ids"]]
+           frame_number  track_id  value detection_ids
+        0             1         1  100.0           [a]
+        1             2         2  400.0           [c]
+        2             5         2  100.0           [d]
     """
     return _extreme_box(dets, frames, largest=True)
 
@@ -398,7 +489,14 @@ def earliest(dets: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
     ``pts - pts(track's first matching sighting)``; ties to the smallest ``track_id``.
 
     Example:
-        >>> earliest(dets, frames)["value"]  # ages in seconds  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+        >>> earliest(dets, frames)[["frame_number", "track_id", "value"]]  # ages in seconds
+           frame_number  track_id  value
+        0             1         1    0.0
+        1             2         1    1.0
+        2             5         2    3.0
     """
     return _track_age(dets, frames, earliest=True)
 
@@ -408,7 +506,14 @@ def latest(dets: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
     smallest age; ties to the smallest ``track_id``).
 
     Example:
-        >>> latest(dets, frames)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+        >>> latest(dets, frames)[["frame_number", "track_id", "value"]]
+           frame_number  track_id  value
+        0             1         1    0.0
+        1             2         2    0.0
+        2             5         2    3.0
     """
     return _track_age(dets, frames, earliest=False)
 
@@ -434,7 +539,16 @@ def persistence(
     ``value`` = ``t``. Untracked detections never fire.
 
     Example:
-        >>> persistence(dets, frames, min_s=30, measure="continuous", gap_s=1.0)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+        >>> persistence(dets, frames, min_s=2)[["frame_number", "track_id", "value"]]
+           frame_number  track_id  value
+        0             5         2    3.0
+        >>> len(persistence(dets, frames, min_s=2, measure="continuous", gap_s=1.0))  # 3 s unseen
+        0
+        >>> len(persistence(dets, frames, min_s=2, measure="continuous", gap_s=3.0))
+        1
     """
     if measure not in ("since_first", "continuous"):
         raise ValueError(f"persistence: unknown measure {measure!r}")
@@ -480,7 +594,13 @@ def custom(
     The callable gets copies, so it cannot change the engine's tables.
 
     Example:
-        >>> custom(dets, frames, function="mypkg.rules:near_bus", radius=40)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> dets = frames.iloc[[1, 2, 2, 5]].assign(detection_id=list("abcd"), track_id=[1, 1, 2, 2])
+        >>> hits = custom(dets, frames, function="roadlens.ode.frame_triggers:occurrence",
+        ...               per_detection=True)  # any "package.module:function" on the path
+        >>> hits["detection_ids"].tolist()
+        [['a'], ['b'], ['c'], ['d']]
     """
     fn = load_callable(function)
     out = fn(dets.copy(), frames.copy(), **params)

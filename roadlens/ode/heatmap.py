@@ -596,9 +596,9 @@ def render_png(
     (``height x (width + legend_width) x 3``). ``background_bgr=None`` draws on dark grey at
     20 px per cell.
 
-    >>> import tempfile, os
-    >>> out = render_png(np.eye(4, dtype=np.float32), None, os.path.join(tempfile.mkdtemp(),
-    ...     "h.png"), units="s")
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = render_png(np.eye(4, dtype=np.float32), None, Path(tmp, "h.png"), units="s")
     >>> out.shape
     (80, 170, 3)
     """

@@ -17,8 +17,17 @@ counts, keep separate runs and cooldowns. "Consecutive" means adjacent among the
 sampled ``frames`` in stream order (``pts_sec``), never ``frame_number + 1``. All functions
 return new tables; arguments are never modified.
 
+In the examples, a hits table is any table with ``video_id, frame_number, pts_sec,
+captured_at`` (here rows of ``frames``: frame-level hits, ``value`` 1).
+
 Example:
-    >>> events = fire(hits, frames, mode="edge", cooldown_s=10)  # doctest: +SKIP
+    >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+    ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+    >>> hits = frames.iloc[[1, 2, 4, 5]]  # two runs: frames 1-2 and 4-5
+    >>> fire(hits, frames, mode="edge")["frame_number"].tolist()
+    [1, 4]
+    >>> fire(hits, frames, mode="edge", cooldown_s=10)["frame_number"].tolist()
+    [1]
 """
 
 from __future__ import annotations
@@ -116,7 +125,15 @@ def fire(
     caller (the engine, once for all rules) has it and it holds every frame of ``hits``.
 
     Example:
-        >>> fire(hits, frames, mode="level", cooldown_s=5, max_events=100)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> hits = frames.iloc[[1, 2, 4, 5]]
+        >>> fire(hits, frames, mode="level")["frame_number"].tolist()
+        [1, 2, 4, 5]
+        >>> fire(hits, frames, mode="level", cooldown_s=2)["frame_number"].tolist()
+        [1, 4]
+        >>> fire(hits, frames, mode="level", max_events=3)["frame_number"].tolist()
+        [1, 2, 4]
     """
     if mode not in ("edge", "level"):
         raise ValueError(f"fire: mode must be 'edge' or 'level', not {mode!r}")
@@ -195,7 +212,17 @@ def all_of(*hits: pd.DataFrame, per_track: bool = False) -> pd.DataFrame:
     ``value`` = number of children; ``pts_sec`` = the earliest child hit in the frame.
 
     Example:
-        >>> all_of(in_zone_hits, slow_hits, per_track=True)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> a, b = frames.iloc[[1, 2, 3]], frames.iloc[[2, 3, 4]]
+        >>> all_of(a, b)[["frame_number", "value"]]
+           frame_number  value
+        0             2    2.0
+        1             3    2.0
+        >>> a, b = a.assign(track_id=7), b.assign(track_id=[7, 8, 7])
+        >>> all_of(a, b, per_track=True)[["frame_number", "track_id", "value"]]
+           frame_number  track_id  value
+        0             2         7    2.0
     """
     _check_track_level(hits, per_track, "all_of")
     return _combine(hits, per_track, need=len(hits))
@@ -206,7 +233,14 @@ def any_of(*hits: pd.DataFrame, per_track: bool = False) -> pd.DataFrame:
     many children hold there.
 
     Example:
-        >>> any_of(cross_a, cross_b)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> any_of(frames.iloc[[1, 2, 3]], frames.iloc[[2, 3, 4]])[["frame_number", "value"]]
+           frame_number  value
+        0             1    1.0
+        1             2    2.0
+        2             3    2.0
+        3             4    1.0
     """
     _check_track_level(hits, per_track, "any_of")
     return _combine(hits, per_track, need=1)
@@ -226,7 +260,10 @@ def not_of(
     where the child has no hit on that track.
 
     Example:
-        >>> not_of(helmet_hits, frames)  # frames without a helmet  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> not_of(frames.iloc[[1, 2]], frames)["frame_number"].tolist()
+        [0, 3, 4, 5]
     """
     keys = _keys(per_track)
     if per_track:
@@ -252,7 +289,13 @@ def intervals(hits: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
     n_frames, duration_s`` (``end_pts - start_pts``; 0 for a single frame).
 
     Example:
-        >>> intervals(in_zone_hits, frames)["duration_s"].max()  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> runs = intervals(frames.iloc[[1, 2, 4]], frames)
+        >>> runs[["start_frame", "end_frame", "n_frames", "duration_s"]]
+           start_frame  end_frame  n_frames  duration_s
+        0            1          2         2         1.0
+        1            4          4         1         0.0
     """
     cols = [
         *_SUBJECT,
@@ -295,7 +338,11 @@ def for_at_least(hits: pd.DataFrame, frames: pd.DataFrame, seconds: float) -> pd
     hit, per subject). ``value`` = how long it has held.
 
     Example:
-        >>> for_at_least(count(dets, frames, min=10), frames, 60)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> for_at_least(frames.iloc[[1, 2, 3, 5]], frames, 2)[["frame_number", "value"]]
+           frame_number  value
+        0             3    2.0
     """
     if not len(hits):
         return empty_hits()
@@ -316,7 +363,15 @@ def sequence(
     the latest such A hit, ``detection_ids`` = that A hit's ids then B's.
 
     Example:
-        >>> sequence(zone_a_hits, zone_b_hits, within_s=30)  # doctest: +SKIP
+        >>> frames = pd.DataFrame({"video_id": "v", "frame_number": range(6), "pts_sec": np.arange(6.0),
+        ...                        "captured_at": pd.Timestamp("2026-05-04", tz="UTC")})
+        >>> a = frames.iloc[[1]].assign(track_id=7, detection_ids=[["a1"]])
+        >>> b = frames.iloc[[3, 5]].assign(track_id=7, detection_ids=[["b3"], ["b5"]])
+        >>> sequence(a, b, within_s=3)[["frame_number", "track_id", "value", "detection_ids"]]
+           frame_number  track_id  value detection_ids
+        0             3         7    2.0      [a1, b3]
+
+        (``b5`` comes 4 s after ``a1``, too late for ``within_s=3``.)
     """
     a = conform_hits(a)
     b = conform_hits(b)

@@ -12,12 +12,12 @@ back and stays is batch-level) cannot be pinned on rows; they are reported, and 
 Dagster asset check built on :class:`GateResult` fails on them.
 
 Example:
-    >>> from roadlens.lake import ParquetLake
+    >>> import tempfile
     >>> from roadlens.synth.tables import synthetic_detections
-    >>> lake = ParquetLake("/tmp/roadlens-gate-doc")
     >>> table = synthetic_detections(100, video_id="veh-01--doc")
-    >>> result = gate(lake, "detections", table, video_id="veh-01--doc", date="2026-05-04",
-    ...               source_id="veh-01", engine="pandas")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     result = gate(ParquetLake(tmp), "detections", table, video_id="veh-01--doc",
+    ...                   date="2026-05-04", source_id="veh-01", engine="pandas")
     >>> result.good.num_rows, result.quarantined
     (100, 0)
 """

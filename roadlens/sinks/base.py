@@ -9,10 +9,27 @@ Each write returns a :class:`SinkWrite` with rows, bytes, seconds and latency
 percentiles, which the Dagster assets turn into materialization metadata.
 
 Example:
-    >>> with PostgresSink.from_url(url) as sink:  # doctest: +SKIP
+    >>> from roadlens.sinks.postgres import PostgresSink
+    >>> with PostgresSink("postgresql://postgres@127.0.0.1/test") as sink:  # doctest: +SKIP
     ...     result = sink.write_video("detections", "veh-01--clip", table, export_id="run-1")
     >>> result.rows  # doctest: +SKIP
     763
+
+    The file sink needs no server and keeps the same contract (an empty table removes the
+    video):
+
+    >>> import tempfile
+    >>> from roadlens.sinks.files import FileExportSink
+    >>> from roadlens.synth.tables import synthetic_detections
+    >>> table = synthetic_detections(763, video_id="veh-01--clip")
+    >>> with tempfile.TemporaryDirectory() as tmp, FileExportSink(tmp) as sink:
+    ...     result = sink.write_video("detections", "veh-01--clip", table, export_id="run-1",
+    ...                               fingerprint=table_fingerprint(table))
+    ...     held = sink.committed("detections", ["veh-01--clip"])
+    ...     _ = sink.write_video("detections", "veh-01--clip", table.slice(0, 0), export_id="run-2")
+    ...     after_empty = sink.committed("detections", ["veh-01--clip"])
+    >>> result.rows, held == {"veh-01--clip": table_fingerprint(table)}, after_empty
+    (763, True, {})
 """
 
 from __future__ import annotations

@@ -30,9 +30,15 @@ the instant between the two renames they see none. Writers of one video are seri
 with ``flock``.
 
 Example:
-    >>> sink = FileExportSink(tmp_path, file_format="csv.gz", rotate_seconds=600)  # doctest: +SKIP
-    >>> sink.write_video("events", "veh-01--clip", events, export_id="run-1").extra["files"]  # doctest: +SKIP
-    2
+    >>> import tempfile
+    >>> from roadlens.synth.tables import synthetic_events
+    >>> events = synthetic_events(1500, video_id="veh-01--clip")  # one every 0.5 s: 12.5 min
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     sink = FileExportSink(tmp, file_format="csv.gz", rotate_seconds=600)
+    ...     done = sink.write_video("events", "veh-01--clip", events, export_id="run-1")
+    ...     parts = sorted(p.name for p in Path(done.extra["path"]).iterdir())
+    >>> done.rows, done.extra["files"], parts
+    (1500, 2, ['_manifest.json', 'part-00000.csv.gz', 'part-00001.csv.gz'])
 """
 
 from __future__ import annotations

@@ -181,9 +181,13 @@ def to_documents(
 ) -> list[dict[str, Any]]:
     """``data``'s rows as time-series documents (columns first, then one zip per row).
 
-    >>> docs = to_documents("detections", detections, export_id="r1", write_id="w1")  # doctest: +SKIP
-    >>> docs[0]["meta"]["video_id"], docs[0]["loc"]["type"]  # doctest: +SKIP
-    ('veh-01--clip', 'Point')
+    >>> from roadlens.synth.tables import synthetic_detections
+    >>> detections = synthetic_detections(3, video_id="veh-01--clip")
+    >>> docs = to_documents("detections", detections, export_id="r1", write_id="w1")
+    >>> len(docs), docs[0]["meta"]["video_id"], docs[0]["meta"]["write_id"], docs[0]["loc"]
+    (3, 'veh-01--clip', 'w1', {'type': 'Point', 'coordinates': [13.4, 52.5]})
+    >>> from_documents("detections", docs).equals(detections)  # the inverse
+    True
     """
     with _gc_paused():
         return _documents(table, data, export_id=export_id, write_id=write_id)

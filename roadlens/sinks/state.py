@@ -10,10 +10,16 @@ The folder is scoped to the destination (broker address, topic prefix or exchang
 pointing a sink at another broker does not claim videos that were only sent elsewhere.
 
 Example:
-    >>> manifest = LocalManifest(tmp_path, "mqtt", scope="127.0.0.1:1883/roadlens")  # doctest: +SKIP
-    >>> manifest.put("events", "veh-01--clip", export_id="run-1", fingerprint="ab12", rows=3)  # doctest: +SKIP
-    >>> manifest.get("events", ["veh-01--clip", "other"])  # doctest: +SKIP
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     manifest = LocalManifest(tmp, "mqtt", scope="127.0.0.1:1883/roadlens")
+    ...     path = manifest.put("events", "veh-01--clip", export_id="run-1", fingerprint="ab12", rows=3)
+    ...     committed = manifest.get("events", ["veh-01--clip", "other"])
+    ...     where = path.relative_to(tmp).as_posix()
+    >>> committed
     {'veh-01--clip': 'ab12'}
+    >>> where
+    'mqtt/127.0.0.1_1883_roadlens-f8e891d7/events/veh-01--clip.json'
 """
 
 from __future__ import annotations
