@@ -19,6 +19,8 @@ import duckdb
 import numpy as np
 
 if TYPE_CHECKING:
+    import dagster as dg
+
     from roadlens.sinks.settings import SinkSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +45,7 @@ def _prepare_dagster_home() -> Path:
     return home
 
 
-def _import_definitions():
+def _import_definitions() -> dg.Definitions:
     # The code location lives next to the package in a source checkout.
     if str(PROJECT_ROOT) not in sys.path:
         sys.path.insert(0, str(PROJECT_ROOT))
@@ -199,8 +201,8 @@ def ingest(
         print(
             f"roadlens: {len(bad_files)} of {len(files) + not_found} files could not be processed:"
         )
-        for path, why in bad_files.items():
-            print(f"  {path}: {why}")
+        for name, why in bad_files.items():
+            print(f"  {name}: {why}")
     return summary
 
 
@@ -265,12 +267,12 @@ def _unreachable_sinks(settings: SinkSettings) -> list[str]:
     return found
 
 
-def _node_metadata(result, node: str) -> dict:
+def _node_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict:
     mats = result.asset_materializations_for_node(node)
     return {k: v.value for k, v in mats[-1].metadata.items()} if mats else {}
 
 
-def _sink_summary(result) -> dict[str, dict]:
+def _sink_summary(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
     from assets.sinks import SINK_ASSET_NAMES
 
     sinks = {}
@@ -281,7 +283,7 @@ def _sink_summary(result) -> dict[str, dict]:
     return sinks
 
 
-def _run_summary(result, seconds: float) -> dict:
+def _run_summary(result: dg.ExecuteInProcessResult, seconds: float) -> dict:
     meta = {
         node: _node_metadata(result, node)
         for node in ("videos", "frames", "detections", "enriched_detections", "ode_events")
@@ -328,7 +330,7 @@ def _run_summary(result, seconds: float) -> dict:
     }
 
 
-def _check_summary(result) -> dict[str, dict]:
+def _check_summary(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
     """Each asset check's verdict and, for the quality gates, rows and quarantined rows."""
     checks = {}
     for evaluation in result.get_asset_check_evaluations():
@@ -587,7 +589,7 @@ def cmd_ode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sink_settings():
+def _sink_settings() -> SinkSettings:
     from roadlens.sinks.settings import SinkSettings
 
     return SinkSettings.from_env()

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -53,7 +54,7 @@ class StageOutcome:
     rows: int
     seconds: float
     write: WriteStats | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def media_dir(lake: ParquetLake, record: VideoRecord) -> Path:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
 _DONE = object()
 
 
-def prefetch(items: Iterable[T], depth: int = 2, *, name: str = "roadlens-prefetch") -> Iterator[T]:
+def prefetch(
+    items: Iterable[T], depth: int = 2, *, name: str = "roadlens-prefetch"
+) -> Generator[T, None, None]:
     """``items`` produced by a thread ``name``, at most ``depth`` ahead of the consumer.
 
     An exception in the producer is raised in the consumer; closing the consumer stops the

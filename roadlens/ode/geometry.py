@@ -116,6 +116,10 @@ class Line:
     ) -> np.ndarray:
         """Pixel distance from the infinite line, positive on ``in_side``."""
         u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
+        ax: float | np.ndarray
+        ay: float | np.ndarray
+        bx: float | np.ndarray
+        by: float | np.ndarray
         if not self.normalized:
             # Pixel endpoints are scalars: no per-row endpoint arrays, one fused expression
             # (the same arithmetic, so the same floats as the per-row form below).

@@ -28,12 +28,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from roadlens.service.hub import LIVE_TABLES, Row
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, Message
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +166,7 @@ class KafkaFeed:
         if self._thread is not None:
             self._thread.join(10)
 
-    def _consumer(self):
+    def _consumer(self) -> Consumer:
         from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
         consumer = Consumer(
@@ -211,8 +215,10 @@ class KafkaFeed:
             for message in messages:
                 if message.error() is not None:
                     continue
-                table = self.topics.get(message.topic())
-                row = _row_from_message(table, message) if table else None
+                table = self.topics.get(message.topic() or "")
+                if not table:
+                    continue
+                row = _row_from_message(table, message)
                 if row is None:
                     continue
                 rows, first_ms = batches.setdefault(table, ([], message.timestamp()[1]))
@@ -229,8 +235,10 @@ class KafkaFeed:
         ensure_topics(self.bootstrap, self.prefix, list(LIVE_TABLES))
 
 
-def _row_from_message(table: str, message) -> Row | None:
-    headers = {k: (v or b"").decode("utf-8", "replace") for k, v in message.headers() or []}
+def _row_from_message(table: str, message: Message) -> Row | None:
+    # A consumed message's headers are a list of (str, bytes or None), never a dict.
+    pairs = cast("list[tuple[str, bytes | None]]", message.headers() or [])
+    headers = {k: (v or b"").decode("utf-8", "replace") for k, v in pairs}
     payload = message.value() or b""
     try:
         if headers.get("content-type", "application/json") == "application/json":

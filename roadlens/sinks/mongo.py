@@ -344,7 +344,7 @@ class MongoSink(SinkBase):
     ) -> Self:
         """Connect to ``mongodb://[user:pw@]host[:port]`` and check the server answers."""
         try:
-            client = pymongo.MongoClient(
+            client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
                 url,
                 tz_aware=True,
                 serverSelectionTimeoutMS=int(timeout_s * 1000),
@@ -400,7 +400,9 @@ class MongoSink(SinkBase):
         if existing is None:
             with contextlib.suppress(pymongo.errors.CollectionInvalid):  # a concurrent create
                 self._create_timeseries(table, layout)
-            existing = next(iter(self.db.list_collections(filter={"name": table})), {})
+            existing = next(iter(self.db.list_collections(filter={"name": table})), None)
+        if existing is None:
+            return "regular"
         return "timeseries" if existing.get("type") == "timeseries" else "regular"
 
     def _create_timeseries(self, table: str, layout: Layout) -> None:
