@@ -13,7 +13,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import duckdb
 import numpy as np
@@ -21,6 +21,7 @@ import numpy as np
 if TYPE_CHECKING:
     import dagster as dg
 
+    from roadlens.registry import VideoRecord
     from roadlens.sinks.settings import SinkSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -62,13 +63,13 @@ def ingest(
     gps: str | None = None,
     source_id: str | None = None,
     force: bool = False,
-    detector_overrides: dict | None = None,
+    detector_overrides: dict[str, Any] | None = None,
     quiet: bool = False,
     log_level: str = "INFO",
     rules: str | None = None,
     sample_fps: float | None = None,
     camera: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Register ``paths`` and materialize the whole job for their capture dates; return a summary."""
     import dagster as dg
 
@@ -119,7 +120,7 @@ def ingest(
         weights = detector.resolved_weights()
         if weights.note and not quiet:
             print(f"roadlens: warning: {weights.note}", file=sys.stderr)
-    by_date: dict[str, list] = defaultdict(list)
+    by_date: dict[str, list[VideoRecord]] = defaultdict(list)
     for f in files:
         try:
             record = register_video(
@@ -152,7 +153,7 @@ def ingest(
         "sinks": SinksResource(),
         "rules": RulesResource(path=rules or ""),
     }
-    summary: dict = {
+    summary: dict[str, Any] = {
         "dates": {},
         "lake": str(lake_root),
         "dagster_home": os.environ["DAGSTER_HOME"],
@@ -267,12 +268,12 @@ def _unreachable_sinks(settings: SinkSettings) -> list[str]:
     return found
 
 
-def _node_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict:
+def _node_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
     mats = result.asset_materializations_for_node(node)
     return {k: v.value for k, v in mats[-1].metadata.items()} if mats else {}
 
 
-def _sink_summary(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+def _sink_summary(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
     from assets.sinks import SINK_ASSET_NAMES
 
     sinks = {}
@@ -283,7 +284,7 @@ def _sink_summary(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
     return sinks
 
 
-def _run_summary(result: dg.ExecuteInProcessResult, seconds: float) -> dict:
+def _run_summary(result: dg.ExecuteInProcessResult, seconds: float) -> dict[str, Any]:
     meta = {
         node: _node_metadata(result, node)
         for node in ("videos", "frames", "detections", "enriched_detections", "ode_events")
@@ -330,7 +331,7 @@ def _run_summary(result: dg.ExecuteInProcessResult, seconds: float) -> dict:
     }
 
 
-def _check_summary(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+def _check_summary(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
     """Each asset check's verdict and, for the quality gates, rows and quarantined rows."""
     checks = {}
     for evaluation in result.get_asset_check_evaluations():
@@ -343,7 +344,7 @@ def _check_summary(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
     return checks
 
 
-def format_summary(date: str, s: dict) -> str:
+def format_summary(date: str, s: dict[str, Any]) -> str:
     secs = s["seconds"]
     lines = [
         f"capture date {date}: {s['videos']} videos, run {s['run_id']}",

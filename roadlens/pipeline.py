@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from roadlens.camera import THUMBNAIL_WIDTH, CameraProfile
-from roadlens.detect.detector import Detector
+from roadlens.detect.detector import Detector, ProgressFn
 from roadlens.detect.weights import road_class_ids
 from roadlens.enrich import SourceIdentity, enrich_detections, read_gps_track
 from roadlens.prefetch import prefetch
@@ -103,7 +103,9 @@ PREFETCH_FRAMES = 4
 """Sampled frames decoded ahead of the detector: all the spine ever holds of a video."""
 
 
-def frames_table(index: FrameIndex, video_id: str, start_time: datetime, paths: list) -> pa.Table:
+def frames_table(
+    index: FrameIndex, video_id: str, start_time: datetime, paths: list[str | None]
+) -> pa.Table:
     """The ``frames`` index of a video: sampled frames with true container timestamps."""
     n = len(index)
     start_us = epoch_us(start_time)
@@ -227,7 +229,7 @@ def detect_video(
     detector: Detector,
     *,
     camera: CameraProfile | None = None,
-    progress: object | None = None,
+    progress: ProgressFn | None = None,
 ) -> StageOutcome:
     """Detect and track a video's sampled frames, decoded once in a bounded stream.
 
@@ -263,7 +265,7 @@ def detect_video(
         expected=len(index),
         frame_size=(info.width, info.height),
         fps=fps,
-        progress=progress,  # type: ignore[arg-type]
+        progress=progress,
         classes=classes,
         camera_kind=camera.kind,
     )

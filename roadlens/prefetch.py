@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Generator, Iterable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 T = TypeVar("T")
 _DONE = object()
@@ -53,7 +53,7 @@ def prefetch(
                 raise error
             if item is _DONE:
                 return
-            yield item  # type: ignore[misc]
+            yield cast(T, item)  # not the end marker: one of ``items``
     finally:
         stop.set()
         while worker.is_alive():  # unblock a producer waiting on a full queue

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -350,7 +350,7 @@ class Detector:
         images: list[np.ndarray],
         shape: tuple[int, int],
         classes: Sequence[int] | None = None,
-    ) -> list:
+    ) -> list[Any]:
         cfg = self.config
         imgsz = list(shape) if self.backend != "pytorch" else cfg.imgsz
         return model.predict(  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -146,10 +146,12 @@ class _Context:
             self._anchors[anchor] = anchor_points(d["x1"], d["y1"], d["x2"], d["y2"], anchor)
         return self._anchors[anchor]
 
-    def passes(self, area: Polygon, anchor: str, mode: str | None = None) -> np.ndarray:
+    def passes(
+        self, area: Polygon, anchor: str, mode: Literal["include", "exclude"] | None = None
+    ) -> np.ndarray:
         """Membership of every detection in ``area`` by ``anchor`` (shared anchors)."""
         if mode is not None and mode != area.mode:
-            area = Polygon(area.points, mode=mode, normalized=area.normalized)  # type: ignore[arg-type]
+            area = Polygon(area.points, mode=mode, normalized=area.normalized)
         if anchor == "any":
             d = self.dets
             return area.passes(d["x1"], d["y1"], d["x2"], d["y2"], anchor, self.w, self.h)

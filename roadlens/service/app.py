@@ -86,7 +86,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         feed: KafkaFeed | None = None
-        poller: asyncio.Task | None = None
+        poller: asyncio.Task[None] | None = None
         if settings.kafka_bootstrap:
             state.live_feed = "kafka"
             feed = KafkaFeed(settings.kafka_bootstrap, settings.kafka_prefix)

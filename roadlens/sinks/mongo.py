@@ -248,7 +248,7 @@ class _Lease:
     """A lock document ``{_id, owner, export_id, expires_at}`` that expires if not renewed."""
 
     def __init__(
-        self, locks: Collection, key: str, *, export_id: str, ttl_s: float, where: str
+        self, locks: Collection[Any], key: str, *, export_id: str, ttl_s: float, where: str
     ) -> None:
         self.locks = locks
         self.key = key
@@ -370,10 +370,10 @@ class MongoSink(SinkBase):
     # --- collections --------------------------------------------------------------------
 
     @property
-    def markers(self) -> Collection:
+    def markers(self) -> Collection[Any]:
         return self.db[MARKERS].with_options(write_concern=self._write_concern)
 
-    def collection(self, table: str) -> Collection:
+    def collection(self, table: str) -> Collection[Any]:
         """The collection of ``table``, created (time-series, indexed) on first use."""
         if table not in self._kinds:
             self._kinds[table] = self._ensure(table)
