@@ -31,7 +31,7 @@ def _history(context: dg.AssetCheckExecutionContext, partition: str) -> list[dic
     for record in records:  # newest first: keep each partition's latest evaluation
         if record.partition == partition or record.partition in seen or record.event is None:
             continue
-        evaluation = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]
+        evaluation = record.event.dagster_event.event_specific_data
         value = evaluation.metadata.get(METRICS_KEY)
         if value is not None:
             seen[record.partition or ""] = dict(value.value)

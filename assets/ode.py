@@ -114,7 +114,7 @@ def events(
         outcomes.append(outcome)
     per_rule: Counter[str] = Counter()
     for o in outcomes:
-        per_rule.update(o.extra.get("per_rule", {}))  # type: ignore[arg-type]
+        per_rule.update(o.extra.get("per_rule", {}))
     publish_quarantine(context, sinks, store, "events", [o.video_id for o in outcomes])
     check = gate_check_result(outcomes, asset="events", name="events_valid", blocking=True)
     return dg.MaterializeResult(

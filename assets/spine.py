@@ -47,7 +47,9 @@ def videos(
             for c in list_candidates(landing)
             if not store.has_video(VIDEOS_TABLE, video_id_of(c.path, landing, sources.sources()))
         ]
-    outcomes, skipped, unreadable = [], Counter(), {}
+    outcomes: list[pipeline.StageOutcome] = []
+    skipped: Counter[str] = Counter()
+    unreadable: dict[str, str] = {}
     for path in paths:
         try:
             record = register_video(
@@ -102,7 +104,7 @@ def frames(
             context.log.error(str(exc))
             failed[record.video_id] = str(exc)
             continue
-        for warning in outcome.extra.get("warnings", []):  # type: ignore[union-attr]
+        for warning in outcome.extra.get("warnings", []):
             context.log.warning(warning)
         context.log.info(f"{record.video_id}: {outcome.rows} frames in {outcome.seconds:.2f}s")
         outcomes.append(outcome)
@@ -153,12 +155,12 @@ def raw_detections(
 
         camera = sources.camera(record.path, sample_fps=config.sample_fps, kind=config.camera)
         outcome = pipeline.detect_video(store, record, model, camera=camera, progress=progress)
-        for warning in outcome.extra.get("warnings", []):  # type: ignore[union-attr]
+        for warning in outcome.extra.get("warnings", []):
             context.log.warning(warning)
         outcomes.append(outcome)
     per_class: Counter[str] = Counter()
     for o in outcomes:
-        per_class.update(o.extra.get("per_class", {}))  # type: ignore[arg-type]
+        per_class.update(o.extra.get("per_class", {}))
     return dg.MaterializeResult(
         metadata=outcome_metadata(
             outcomes,
@@ -201,7 +203,7 @@ def detections(
             needs=RAW_DETECTIONS_TABLE,
         )
     ]
-    warnings = [w for o in outcomes for w in o.extra.get("warnings", [])]  # type: ignore[attr-defined]
+    warnings = [w for o in outcomes for w in o.extra.get("warnings", [])]
     for warning in warnings:
         context.log.warning(warning)
     publish_quarantine(context, sinks, store, "detections", [o.video_id for o in outcomes])

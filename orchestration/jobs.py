@@ -56,7 +56,7 @@ def microbatch_executor(environ: Mapping[str, str] | None = None) -> ExecutorNam
         raise ValueError(
             f"{MICROBATCH_EXECUTOR_ENV}={value!r}: expected one of {', '.join(EXECUTORS)}"
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 def microbatch_execution_config(executor: ExecutorName | None = None) -> dict[str, dict]:

@@ -13,12 +13,15 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import duckdb
 import numpy as np
 
 if TYPE_CHECKING:
+    import dagster as dg
+
+    from roadlens.registry import VideoRecord
     from roadlens.sinks.settings import SinkSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +46,7 @@ def _prepare_dagster_home() -> Path:
     return home
 
 
-def _import_definitions():
+def _import_definitions() -> dg.Definitions:
     # The code location lives next to the package in a source checkout.
     if str(PROJECT_ROOT) not in sys.path:
         sys.path.insert(0, str(PROJECT_ROOT))
@@ -60,13 +63,13 @@ def ingest(
     gps: str | None = None,
     source_id: str | None = None,
     force: bool = False,
-    detector_overrides: dict | None = None,
+    detector_overrides: dict[str, Any] | None = None,
     quiet: bool = False,
     log_level: str = "INFO",
     rules: str | None = None,
     sample_fps: float | None = None,
     camera: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Register ``paths`` and materialize the whole job for their capture dates; return a summary."""
     import dagster as dg
 
@@ -117,7 +120,7 @@ def ingest(
         weights = detector.resolved_weights()
         if weights.note and not quiet:
             print(f"roadlens: warning: {weights.note}", file=sys.stderr)
-    by_date: dict[str, list] = defaultdict(list)
+    by_date: dict[str, list[VideoRecord]] = defaultdict(list)
     for f in files:
         try:
             record = register_video(
@@ -150,7 +153,7 @@ def ingest(
         "sinks": SinksResource(),
         "rules": RulesResource(path=rules or ""),
     }
-    summary: dict = {
+    summary: dict[str, Any] = {
         "dates": {},
         "lake": str(lake_root),
         "dagster_home": os.environ["DAGSTER_HOME"],
@@ -199,8 +202,8 @@ def ingest(
         print(
             f"roadlens: {len(bad_files)} of {len(files) + not_found} files could not be processed:"
         )
-        for path, why in bad_files.items():
-            print(f"  {path}: {why}")
+        for name, why in bad_files.items():
+            print(f"  {name}: {why}")
     return summary
 
 
@@ -265,12 +268,12 @@ def _unreachable_sinks(settings: SinkSettings) -> list[str]:
     return found
 
 
-def _node_metadata(result, node: str) -> dict:
+def _node_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
     mats = result.asset_materializations_for_node(node)
     return {k: v.value for k, v in mats[-1].metadata.items()} if mats else {}
 
 
-def _sink_summary(result) -> dict[str, dict]:
+def _sink_summary(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
     from assets.sinks import SINK_ASSET_NAMES
 
     sinks = {}
@@ -281,7 +284,7 @@ def _sink_summary(result) -> dict[str, dict]:
     return sinks
 
 
-def _run_summary(result, seconds: float) -> dict:
+def _run_summary(result: dg.ExecuteInProcessResult, seconds: float) -> dict[str, Any]:
     meta = {
         node: _node_metadata(result, node)
         for node in ("videos", "frames", "raw_detections", "detections", "events")
@@ -328,7 +331,7 @@ def _run_summary(result, seconds: float) -> dict:
     }
 
 
-def _check_summary(result) -> dict[str, dict]:
+def _check_summary(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
     """Each asset check's verdict and, for the quality gates, rows and quarantined rows."""
     checks = {}
     for evaluation in result.get_asset_check_evaluations():
@@ -341,7 +344,7 @@ def _check_summary(result) -> dict[str, dict]:
     return checks
 
 
-def format_summary(date: str, s: dict) -> str:
+def format_summary(date: str, s: dict[str, Any]) -> str:
     secs = s["seconds"]
     lines = [
         f"capture date {date}: {s['videos']} videos, run {s['run_id']}",
@@ -584,7 +587,7 @@ def cmd_ode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sink_settings():
+def _sink_settings() -> SinkSettings:
     from roadlens.sinks.settings import SinkSettings
 
     return SinkSettings.from_env()

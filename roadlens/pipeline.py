@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from roadlens.camera import THUMBNAIL_WIDTH, CameraProfile
-from roadlens.detect.detector import Detector
+from roadlens.detect.detector import Detector, ProgressFn
 from roadlens.detect.weights import road_class_ids
 from roadlens.enrich import SourceIdentity, enrich_detections, read_gps_track
 from roadlens.lake import (
@@ -54,7 +55,7 @@ class StageOutcome:
     rows: int
     seconds: float
     write: WriteStats | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def register(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
@@ -95,7 +96,9 @@ PREFETCH_FRAMES = 4
 """Sampled frames decoded ahead of the detector: all the spine ever holds of a video."""
 
 
-def frames_table(index: FrameIndex, video_id: str, start_time: datetime, paths: list) -> pa.Table:
+def frames_table(
+    index: FrameIndex, video_id: str, start_time: datetime, paths: list[str | None]
+) -> pa.Table:
     """The ``frames`` index of a video: sampled frames with true container timestamps."""
     n = len(index)
     start_us = epoch_us(start_time)
@@ -219,7 +222,7 @@ def detect_video(
     detector: Detector,
     *,
     camera: CameraProfile | None = None,
-    progress: object | None = None,
+    progress: ProgressFn | None = None,
 ) -> StageOutcome:
     """Detect and track a video's sampled frames, decoded once in a bounded stream.
 
@@ -255,7 +258,7 @@ def detect_video(
         expected=len(index),
         frame_size=(info.width, info.height),
         fps=fps,
-        progress=progress,  # type: ignore[arg-type]
+        progress=progress,
         classes=classes,
         camera_kind=camera.kind,
     )

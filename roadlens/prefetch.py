@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Generator, Iterable
+from typing import TypeVar, cast
 
 T = TypeVar("T")
 _DONE = object()
 
 
-def prefetch(items: Iterable[T], depth: int = 2, *, name: str = "roadlens-prefetch") -> Iterator[T]:
+def prefetch(
+    items: Iterable[T], depth: int = 2, *, name: str = "roadlens-prefetch"
+) -> Generator[T, None, None]:
     """``items`` produced by a thread ``name``, at most ``depth`` ahead of the consumer.
 
     An exception in the producer is raised in the consumer; closing the consumer stops the
@@ -51,7 +53,7 @@ def prefetch(items: Iterable[T], depth: int = 2, *, name: str = "roadlens-prefet
                 raise error
             if item is _DONE:
                 return
-            yield item  # type: ignore[misc]
+            yield cast(T, item)  # not the end marker: one of ``items``
     finally:
         stop.set()
         while worker.is_alive():  # unblock a producer waiting on a full queue

@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -47,7 +48,7 @@ class VideoRecord:
         return conform(pa.Table.from_pylist([asdict(self)]), VIDEOS)
 
     @classmethod
-    def from_row(cls, row: dict) -> VideoRecord:
+    def from_row(cls, row: dict[str, Any]) -> VideoRecord:
         fields = {k: row[k] for k in cls.__dataclass_fields__}
         return cls(**fields)
 

@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from roadlens.detect.detector import DEMO_WEIGHTS, Detector, DetectorConfig, letterbox_shape
+from roadlens.detect.detector import (
+    DEMO_WEIGHTS,
+    Detector,
+    DetectorConfig,
+    _ultralytics_tracker,
+    letterbox_shape,
+)
 from roadlens.detect.evaluate import evaluate_detections
 from roadlens.detect.weights import WeightsError
 from roadlens.synth import render_clip
@@ -106,3 +112,18 @@ def test_letterbox_shape_matches_ultralytics_rect() -> None:
     assert letterbox_shape(360, 640, 320) == (192, 320)
     assert letterbox_shape(1080, 1920, 640) == (384, 640)
     assert letterbox_shape(640, 480, 640) == (640, 480)
+
+
+@pytest.mark.parametrize("spec", ["bytetrack.yaml", "botsort.yaml"])
+def test_ultralytics_tracker_configs_build_and_track(spec: str) -> None:
+    # ultralytics 8.4's trackers take no frame_rate: passing one was a TypeError.
+    track = _ultralytics_tracker(spec, "cpu")
+    image = np.zeros((360, 640, 3), np.uint8)
+    conf = np.array([0.9, 0.8], np.float32)
+    cls = np.array([2, 2], np.float32)
+    for step in range(3):
+        xyxy = np.array(
+            [[100 + 2 * step, 100, 160 + 2 * step, 150], [300, 200, 380, 260]], np.float32
+        )
+        ids = track(xyxy, conf, cls, image)
+    assert ids.tolist() == [1, 2]

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, Message
 from confluent_kafka.admin import AdminClient
 
 from roadlens.schema import DETECTIONS, EVENTS
@@ -38,6 +38,7 @@ from roadlens.sinks.encode import json_lines
 from roadlens.sinks.kafka import (
     KafkaSink,
     KafkaSpoolError,
+    _decode,
     _error_kind,
     dlq_topic_name,
     encode_json_array,
@@ -46,6 +47,7 @@ from roadlens.sinks.kafka import (
     tail,
     topic_name,
 )
+from roadlens.sinks.proto import CONTENT_TYPE as PROTOBUF_CONTENT_TYPE
 from roadlens.synth.tables import synthetic_detections, synthetic_events
 from tests.services import TansuBroker, free_port, skip_or_fail, tansu_binary, tcp_reachable
 
@@ -143,6 +145,20 @@ def test_error_kinds_route_records() -> None:
     assert _error_kind(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)) == "transient"
     assert _error_kind(KafkaError(KafkaError.INVALID_RECORD)) == "rejected"
     assert _error_kind(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)) == "rejected"
+
+
+def test_a_protobuf_record_without_its_table_is_reported_not_raised() -> None:
+    # A missing ``table`` header and one without a value are the same bad record.
+    for table in ([], [("table", None)]):
+        message = Message(
+            topic="t",
+            value=b"x",
+            headers=[("content-type", PROTOBUF_CONTENT_TYPE.encode()), *table],
+        )
+        out = _decode(message)
+        assert out["value"] is None
+        assert out["error"].startswith("cannot decode value: KeyError")
+        assert "no protobuf message for table ''" in out["error"]
 
 
 def test_unknown_value_format_and_unreachable_broker_are_clear_errors(tmp_path: Path) -> None:

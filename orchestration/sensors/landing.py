@@ -105,7 +105,7 @@ def plan_ready(
     """Pick the ready, not-yet-requested candidates; return them and the next cursor."""
     done: dict[str, list[int]] = dict(cursor.get("done", {}))
     settling: dict[str, list[float]] = dict(cursor.get("settling", {}))
-    ready = []
+    ready: list = []
     for c in candidates:
         key = str(c.path)
         signature = [c.size, c.mtime_ns]

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import itertools
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -52,7 +53,7 @@ def file_sha256(path: str | Path) -> str:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
         with file.open("rb") as handle:
-            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+            for block in iter(functools.partial(handle.read, 1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
 
@@ -349,7 +350,7 @@ class Detector:
         images: list[np.ndarray],
         shape: tuple[int, int],
         classes: Sequence[int] | None = None,
-    ) -> list:
+    ) -> list[Any]:
         cfg = self.config
         imgsz = list(shape) if self.backend != "pytorch" else cfg.imgsz
         return model.predict(  # type: ignore[attr-defined]
@@ -588,6 +589,7 @@ class Detector:
 def _ultralytics_tracker(spec: str, device: str) -> TrackFn:
     """ByteTrack or BoT-SORT from an ultralytics tracker config, as a :data:`TrackFn`."""
     from ultralytics.engine.results import Boxes
+    from ultralytics.trackers.byte_tracker import BYTETracker
     from ultralytics.trackers.track import TRACKER_MAP
     from ultralytics.utils import YAML, IterableSimpleNamespace
     from ultralytics.utils.checks import check_yaml
@@ -603,8 +605,9 @@ def _ultralytics_tracker(spec: str, device: str) -> TrackFn:
     if getattr(cfg, "with_reid", False):
         cfg.with_reid = False  # ReID needs a second model from a hub; motion matching only
     cfg.device = device
-    # ultralytics' own track() builds its trackers at frame_rate=30 whatever the stride.
-    tracker = TRACKER_MAP[cfg.tracker_type](args=cfg, frame_rate=30)
+    # As ultralytics' own track(): the tracker's defaults whatever the stride (ultralytics
+    # 8.4's trackers take no frame_rate; passing one was a TypeError).
+    tracker = cast(BYTETracker, TRACKER_MAP[cfg.tracker_type](args=cfg))  # BOTSORT subclasses it
 
     def track(xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, image: np.ndarray) -> np.ndarray:
         data = np.column_stack([xyxy, conf, cls]).astype(np.float32).reshape(-1, 6)

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -96,7 +96,7 @@ class OpenVINOEngine:
                     started = time.perf_counter()
                 key, image = item
                 request = free.popleft()
-                padded = letterbox(image=image)
+                padded = cast(np.ndarray, letterbox(image=image))  # an image alone: an image back
                 # BGR HWC uint8 -> RGB NCHW float in [0, 1], as ultralytics' preprocess.
                 tensor = np.ascontiguousarray(padded[None, ..., ::-1].transpose(0, 3, 1, 2))
                 request.start_async({0: tensor.astype(np.float32) / np.float32(255)})
@@ -131,7 +131,7 @@ class OpenVINOEngine:
             False,
             max_det=MAX_DETECTIONS,
         )[0]
-        pred[:, :4] = ops.scale_boxes(self.input_hw, pred[:, :4], shape)
+        pred[:, :4] = ops.scale_boxes(self.input_hw, pred[:, :4], (shape[0], shape[1]))
         boxes = pred[:, :6].numpy().astype(np.float32)
         self.seconds += time.perf_counter() - started
         return key, boxes

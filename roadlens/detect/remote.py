@@ -160,7 +160,7 @@ class ProviderInfo:
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> ProviderInfo:
         """From an info answer: ``model: {name, sha256, backend}`` and ``classes`` (map or list)."""
-        model = body.get("model") if isinstance(body.get("model"), dict) else {}
+        model = found if isinstance(found := body.get("model"), dict) else {}
         classes = body.get("classes") or {}
         if isinstance(classes, list):
             classes = dict(enumerate(classes))
@@ -256,7 +256,7 @@ def parse_frames(
     model: dict[str, Any] = {}
     frames = payload
     if isinstance(payload, dict):
-        model = payload.get("model") if isinstance(payload.get("model"), dict) else {}
+        model = found if isinstance(found := payload.get("model"), dict) else {}
         frames = _first(payload, "frames", "results", "predictions")
     if not isinstance(frames, list) or len(frames) != n:
         got = len(frames) if isinstance(frames, list) else type(frames).__name__

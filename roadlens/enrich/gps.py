@@ -210,6 +210,7 @@ def read_csv_track(
     if time_col is not None:
         t = _parse_time_column(raw[time_col], path=path, column=time_col, tz=tz)
     else:
+        assert offset_col is not None  # the missing-columns check above
         if start is None:
             raise GpsError(
                 f"{path}: column {offset_col!r} holds seconds since the video start;"

@@ -414,7 +414,8 @@ def _links_frame(
     )
     out["chain_video_id"] = chain_video
     out["chain_track_id"] = chain_track
-    out["prev_video_id"] = np.where(stitched, previous.video_id if previous else None, None)
+    # numpy's stubs reject None as an array-like (numpy itself takes it as an object scalar).
+    out["prev_video_id"] = np.where(stitched, previous.video_id if previous else None, None)  # type: ignore[arg-type]
     out["prev_track_id"] = pd.array(prev_track, dtype="Int64")
     out["iou"] = matched["iou"].to_numpy(np.float64)
     out["gap_s"] = matched["gap_s"].to_numpy(np.float64)

@@ -358,7 +358,7 @@ class _Run:
 
     number: int
     codec: str
-    process: subprocess.Popen
+    process: subprocess.Popen[str]
     segment_list: Path
     started_wall: float
     started_mono: float

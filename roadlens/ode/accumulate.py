@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from roadlens.schema import EVENT_STATS, conform, table_version
 
-Frame = pa.Table | pd.DataFrame
+Frame: TypeAlias = pa.Table | pd.DataFrame
 
 STATS_COLUMNS: list[str] = EVENT_STATS.names
 OPTIONAL_KEYS = ("class_name", "direction")

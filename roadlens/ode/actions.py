@@ -337,12 +337,12 @@ def plan_rule(rule_id: str, capture: object, actions: object) -> RulePlan:
     return RulePlan(rule_id, cap, tuple(specs))
 
 
-def plan_rules(rules: object) -> dict[str, RulePlan]:
+def plan_rules(rules: Any) -> dict[str, RulePlan]:
     """Plans of every rule of a :class:`~roadlens.ode.rules.RuleSet` (or list of rules)
     that has a ``capture`` or ``actions``; all problems are reported together."""
     items = getattr(rules, "rules", rules)
     plans, problems = {}, []
-    for rule in items:  # type: ignore[union-attr]
+    for rule in items:
         if getattr(rule, "capture", None) is None and not getattr(rule, "actions", None):
             continue
         try:
@@ -658,10 +658,10 @@ def record_clip(
 # --- annotate --------------------------------------------------------------------------------
 
 
-def _area_polylines(areas: object, width: int, height: int) -> list[tuple[str, np.ndarray, bool]]:
+def _area_polylines(areas: Any, width: int, height: int) -> list[tuple[str, np.ndarray, bool]]:
     """``(name, int points, closed)`` for each area: a rule set's ``areas`` (AreaSpec),
     geometry objects (Line, Polyline, Polygon) or plain point lists (closed when ≥ 3)."""
-    items = areas.items() if isinstance(areas, Mapping) else enumerate(areas or [])  # type: ignore[union-attr]
+    items = areas.items() if isinstance(areas, Mapping) else enumerate(areas or [])
     out = []
     for name, area in items:
         normalized = bool(getattr(area, "normalized", False))
@@ -676,7 +676,7 @@ def _area_polylines(areas: object, width: int, height: int) -> list[tuple[str, n
         elif getattr(area, "points", None) is not None:  # geometry Polyline or Polygon
             pts, closed = list(area.points), hasattr(area, "geometry")
         else:
-            pts = [tuple(p) for p in area]  # type: ignore[union-attr]
+            pts = [tuple(p) for p in area]
             closed = len(pts) >= 3
         arr = np.asarray(pts, np.float64)
         if normalized:
@@ -743,7 +743,7 @@ def annotate(
             h, w = image.shape[:2]
             if writer is None:
                 writer = cv2.VideoWriter(
-                    str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h)
+                    str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), (w, h)
                 )
                 if not writer.isOpened():
                     raise RuntimeError(f"cannot open a video writer for {out}")

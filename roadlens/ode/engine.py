@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -146,10 +146,12 @@ class _Context:
             self._anchors[anchor] = anchor_points(d["x1"], d["y1"], d["x2"], d["y2"], anchor)
         return self._anchors[anchor]
 
-    def passes(self, area: Polygon, anchor: str, mode: str | None = None) -> np.ndarray:
+    def passes(
+        self, area: Polygon, anchor: str, mode: Literal["include", "exclude"] | None = None
+    ) -> np.ndarray:
         """Membership of every detection in ``area`` by ``anchor`` (shared anchors)."""
         if mode is not None and mode != area.mode:
-            area = Polygon(area.points, mode=mode, normalized=area.normalized)  # type: ignore[arg-type]
+            area = Polygon(area.points, mode=mode, normalized=area.normalized)
         if anchor == "any":
             d = self.dets
             return area.passes(d["x1"], d["y1"], d["x2"], d["y2"], anchor, self.w, self.h)
@@ -200,7 +202,9 @@ class _Context:
             fr, t = self.sampled, self.tracks
             ordt = None
             if fr is not None and len(t):
-                rows = self._sampled[1]  # type: ignore[index]
+                assert self._sampled is not None  # self.sampled set it, with rows whenever fr
+                rows = self._sampled[1]
+                assert rows is not None
                 ordt = fr["_ord"].to_numpy()[rows[t.pos]]
                 same = t.key[1:] == t.key[:-1]
                 if (np.diff(ordt)[same] < 0).any():
@@ -307,7 +311,7 @@ def _zone_entry_rows(ctx: _Context, rule: Rule) -> np.ndarray | None:
         # Every detection is tracked: test the anchors in track order (shared across rules)
         # and skip the gather of a 1M-row mask.
         if p.get("mode") is not None and p["mode"] != area.mode:
-            area = Polygon(area.points, mode=p["mode"], normalized=area.normalized)  # type: ignore[arg-type]
+            area = Polygon(area.points, mode=p["mode"], normalized=area.normalized)
         u, v = t.anchor(rule.anchor)
         w, h = t.wh()
         okt = area.contains(u, v, w, h)
@@ -385,7 +389,7 @@ def _evaluate_hits(ctx: _Context, *, for_events: bool = False) -> dict[str, pd.D
             arrays = spatial._cross_fast(tracks, area, rule.anchor, **p)
             if arrays is not None:  # rows gathered once for all such rules, below
                 crossings[rid] = arrays
-                fired[rid] = None  # type: ignore[assignment]  # keeps the rule's place
+                fired[rid] = None  # keeps the rule's place
                 continue
             found = spatial._cross_found(tracks, area, rule.anchor, **p)
             fired[rid] = empty_hits() if found is None else found.drop(columns="_key")
@@ -395,13 +399,13 @@ def _evaluate_hits(ctx: _Context, *, for_events: bool = False) -> dict[str, pd.D
             rows = _zone_entry_rows(ctx, rule)
         if rows is not None and for_events and _plain_level(rule, "level"):
             entries_rows[rid] = rows  # the edges are the events; rows gathered below
-            fired[rid] = None  # type: ignore[assignment]  # keeps the rule's place
+            fired[rid] = None  # keeps the rule's place
             continue
         if rows is not None:
             entries = spatial._sort_hits(spatial._row_hits(ctx.dets.iloc[rows]))
             # Edge already applied; cooldown and limits act on the edges as fire() does.
             fired[rid] = (
-                _logic.fire(  # type: ignore[union-attr]
+                _logic.fire(
                     entries,
                     frames,
                     mode="level",
@@ -539,7 +543,7 @@ def _events(
             return frame[name].to_numpy(dtype=object)
         return np.full(n, None, dtype=object)
 
-    def per_rule(values: list[object]) -> pd.api.extensions.ExtensionArray:
+    def per_rule(values: Sequence[object]) -> pd.api.extensions.ExtensionArray:
         # Inferred once over the rules' values (as a scalar column per rule would be), then
         # repeated by a take: no per-event conversion of 100k+ Python strings.
         return pd.Series(np.asarray(values, dtype=object)).array.take(r)

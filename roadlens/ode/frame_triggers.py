@@ -391,7 +391,9 @@ def _new_extreme(
     return _finish(_frame_hits(fr, rows, n.to_numpy()[rows], [ids[i] for i in rows]))
 
 
-def new_high(dets: pd.DataFrame, frames: pd.DataFrame, *, preset: float | None = None):
+def new_high(
+    dets: pd.DataFrame, frames: pd.DataFrame, *, preset: float | None = None
+) -> pd.DataFrame:
     """Sampled frames whose count is strictly above every earlier frame's count of the video.
 
     ``preset`` is a floor the count must also exceed; with ``preset=None`` the video's first
@@ -412,7 +414,9 @@ def new_high(dets: pd.DataFrame, frames: pd.DataFrame, *, preset: float | None =
     return _new_extreme(dets, frames, preset, high=True)
 
 
-def new_low(dets: pd.DataFrame, frames: pd.DataFrame, *, preset: float | None = None):
+def new_low(
+    dets: pd.DataFrame, frames: pd.DataFrame, *, preset: float | None = None
+) -> pd.DataFrame:
     """Sampled frames whose count is strictly below every earlier frame's count of the video
     (and below ``preset`` when given; ``None``: the first frame is the baseline).
 

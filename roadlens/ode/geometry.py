@@ -14,10 +14,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import shapely
+
+if TYPE_CHECKING:
+    from roadlens.ode.rules import AreaSpec
 
 ANCHORS = (
     "center",
@@ -103,7 +106,8 @@ class Line:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per-row pixel endpoints ``(ax, ay, bx, by)``, resolved from the frame size."""
         if not self.normalized:
-            return tuple(np.full(n, c) for c in (*self.p1, *self.p2))  # type: ignore[return-value]
+            (ax, ay), (bx, by) = self.p1, self.p2
+            return np.full(n, ax), np.full(n, ay), np.full(n, bx), np.full(n, by)
         w, h = _scale(n, width, height)
         return self.p1[0] * w, self.p1[1] * h, self.p2[0] * w, self.p2[1] * h
 
@@ -116,6 +120,10 @@ class Line:
     ) -> np.ndarray:
         """Pixel distance from the infinite line, positive on ``in_side``."""
         u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
+        ax: float | np.ndarray
+        ay: float | np.ndarray
+        bx: float | np.ndarray
+        by: float | np.ndarray
         if not self.normalized:
             # Pixel endpoints are scalars: no per-row endpoint arrays, one fused expression
             # (the same arithmetic, so the same floats as the per-row form below).
@@ -325,12 +333,16 @@ class Polygon:
 Area = Line | Polyline | Polygon
 
 
-def build_area(spec: object) -> Area:
+def build_area(spec: AreaSpec) -> Area:
     """The geometry object for a validated :class:`roadlens.ode.rules.AreaSpec`."""
-    kind = spec.kind  # type: ignore[attr-defined]
+    # Validation guarantees the points of the spec's kind.
+    kind = spec.kind
     if kind == "line":
-        p1, p2 = spec.line  # type: ignore[attr-defined]
-        return Line(p1, p2, extend=spec.extend, in_side=spec.in_side, normalized=spec.normalized)  # type: ignore[attr-defined]
+        assert spec.line is not None
+        p1, p2 = spec.line
+        return Line(p1, p2, extend=spec.extend, in_side=spec.in_side, normalized=spec.normalized)
     if kind == "polyline":
-        return Polyline(spec.polyline, in_side=spec.in_side, normalized=spec.normalized)  # type: ignore[attr-defined]
-    return Polygon(spec.polygon, mode=spec.mode, normalized=spec.normalized)  # type: ignore[attr-defined]
+        assert spec.polyline is not None
+        return Polyline(spec.polyline, in_side=spec.in_side, normalized=spec.normalized)
+    assert spec.polygon is not None
+    return Polygon(spec.polygon, mode=spec.mode, normalized=spec.normalized)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import cv2
 import numpy as np
@@ -42,7 +42,7 @@ from roadlens.schema import HEATMAPS, conform, table_version
 
 Weight = Literal["dwell", "tracks", "events"]
 Normalize = Literal["frames", "seconds"] | None
-Frame = pa.Table | pd.DataFrame
+Frame: TypeAlias = pa.Table | pd.DataFrame
 
 # Fractions (fx, fy) of the box for the 9 DSL test points, shared with the rule geometry.
 ANCHORS: dict[str, tuple[float, float]] = ANCHOR_FRACTIONS
@@ -193,11 +193,13 @@ def sampled_frames(dets: Frame) -> int:
 
 
 # --------------------------------------------------------------------------- image grid
-def _frame_size(dets: Frame, frame_size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+def _frame_size(
+    dets: Frame, frame_size: tuple[int, int] | None
+) -> tuple[np.ndarray | float, np.ndarray | float]:
     """Frame width and height: scalars when given or constant, else per-row arrays."""
     if frame_size is not None:
         return np.float64(frame_size[0]), np.float64(frame_size[1])
-    sizes = []
+    sizes: list[np.ndarray | float] = []
     for name in ("frame_width", "frame_height"):
         values = _col(dets, name, np.float64)
         # A scalar saves a per-row division when every frame has the same size (usual).
@@ -303,6 +305,7 @@ def image_grid(
 def _exposure(dets: Frame, normalize: str, exposure: float | None) -> float:
     if exposure is not None:
         return float(exposure)
+    frames: float
     if normalize == "frames":
         frames = sampled_frames(dets)
     elif normalize == "seconds":
@@ -388,8 +391,8 @@ def _event_grid(
     share = 1.0 / per_event[parent[found]]
     u, v = anchor_points(dets, anchor)
     fw, fh = _frame_size(dets, frame_size)
-    fw = fw if np.ndim(fw) == 0 else fw[row]
-    fh = fh if np.ndim(fh) == 0 else fh[row]
+    fw = fw[row] if isinstance(fw, np.ndarray) else fw
+    fh = fh[row] if isinstance(fh, np.ndarray) else fh
     cell, inside = _cells(u[row] * (gw / fw), v[row] * (gh / fh), gw, gh)
     return np.bincount(cell[inside], weights=share[inside], minlength=ncell)
 
@@ -612,10 +615,10 @@ def render_png(
     colours = cv2.applyColorMap((scaled * 255).astype(np.uint8), colormap)
     # Nearest-neighbour keeps the cells visible and exact (no blur inventing values).
     colours = cv2.resize(colours, (width, height), interpolation=cv2.INTER_NEAREST)
-    mask = cv2.resize(
-        (values > 0).astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST
+    mask = (
+        cv2.resize((values > 0).astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+        > 0
     )
-    mask = mask > 0
     out = background_bgr.copy()
     blended = cv2.addWeighted(background_bgr, 1 - alpha, colours, alpha, 0)
     out[mask] = blended[mask]

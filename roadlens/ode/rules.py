@@ -45,8 +45,9 @@ from pydantic import (
 
 from roadlens.ode.geometry import ANCHORS
 
-# The 9 box points of the rule geometry, or any part of the box.
-Anchor = Literal[*ANCHORS, "any"]
+# The 9 box points of the rule geometry, or any part of the box. Built from ANCHORS at run
+# time for pydantic's validation; a static checker cannot expand it and sees an unknown type.
+Anchor = Literal[*ANCHORS, "any"]  # type: ignore[valid-type]
 Point = tuple[float, float]
 
 # Triggers implemented in roadlens.ode.spatial (this module validates their parameters).

@@ -190,6 +190,8 @@ def _parse_ranges(value: Any, name: str) -> tuple[tuple[dt.date, dt.date], ...]:
     out = []
     for i, item in enumerate(items):
         where = f"{name}[{i}]"
+        a: Any
+        b: Any
         if isinstance(item, str) and ".." in item:
             a, b = item.split("..", 1)
         elif isinstance(item, list | tuple) and len(item) == 2:

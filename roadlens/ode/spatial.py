@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -90,6 +91,9 @@ class TrackTable:
     gathered lazily and cached, so every rule reuses the sort and the anchor arithmetic.
     """
 
+    _rows: np.ndarray
+    """Set by :meth:`subset` on a narrowed table: its rows' positions in the root's order."""
+
     def __init__(
         self,
         dets: pd.DataFrame,
@@ -100,7 +104,8 @@ class TrackTable:
     ) -> None:
         self.dets = dets
         self.parent = parent
-        self._cache: dict[object, np.ndarray | None] = {}
+        # Columns (an array, or None when absent) and anchors (a (u, v) pair of arrays).
+        self._cache: dict[object, Any] = {}
         if pos is not None and key is not None:
             self.pos, self.key = pos, key
             return
@@ -155,11 +160,12 @@ class TrackTable:
         if ck not in self._cache:
             if self.parent is not None:
                 u, v = self.parent.anchor(point)
-                self._cache[ck] = (u[self._rows], v[self._rows])  # type: ignore[assignment]
+                self._cache[ck] = (u[self._rows], v[self._rows])
             else:
-                xy = [self.column(c, np.float64) for c in ("x1", "y1", "x2", "y2")]
-                self._cache[ck] = anchor_points(*xy, point)  # type: ignore[assignment]
-        return self._cache[ck]  # type: ignore[return-value]
+                x1, y1, x2, y2 = (self.column(c, np.float64) for c in ("x1", "y1", "x2", "y2"))
+                assert x1 is not None and y1 is not None and x2 is not None and y2 is not None
+                self._cache[ck] = anchor_points(x1, y1, x2, y2, point)
+        return self._cache[ck]
 
 
 def _wh(df: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -178,7 +184,9 @@ def _ids(*cols: pd.Series | np.ndarray) -> list[list[str]]:
     return np.column_stack([np.asarray(c, dtype=object) for c in cols]).tolist()
 
 
-def _row_hits(df: pd.DataFrame, value: np.ndarray | float = 1.0, direction=None) -> pd.DataFrame:
+def _row_hits(
+    df: pd.DataFrame, value: np.ndarray | float = 1.0, direction: object = None
+) -> pd.DataFrame:
     """One hit per detection row of ``df``."""
     if df.empty:
         return empty_hits()
@@ -286,6 +294,7 @@ def _cross_arrays(
     key = t.key
     s = area.signed_distance(u, v, w, h)
     pts = t.column("pts_sec", np.float64)
+    assert pts is not None  # TrackTable reads pts_sec to sort: the column exists
     c = _crossings(key, pts, s, hysteresis_px, hysteresis_s)
     k, f = c["k"], c["f"]
     if isinstance(area, Line) and k.size:
@@ -445,7 +454,7 @@ def zone(
     area: Polygon,
     *,
     anchor: str = "bottom_center",
-    mode: str | None = None,
+    mode: Literal["include", "exclude"] | None = None,
 ) -> pd.DataFrame:
     """One hit per detection whose anchor (or, for ``"any"``, any part of the box) passes
     the polygon: inside it (``include``) or outside it (``exclude``). With edge firing per
@@ -458,7 +467,7 @@ def zone(
         else Polygon(
             area.points,
             mode=mode,
-            normalized=area.normalized,  # type: ignore[arg-type]
+            normalized=area.normalized,
         )
     )
     w, h = _wh(dets)

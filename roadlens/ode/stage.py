@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -31,6 +32,7 @@ from roadlens.lake import (
     HEATMAPS_TABLE,
     VIDEOS_TABLE,
     ParquetLake,
+    WriteStats,
 )
 from roadlens.live.continuity import (
     ContinuityConfig,
@@ -69,7 +71,7 @@ def read_frames(lake: ParquetLake, video_id: str) -> pd.DataFrame:
     return lake.read_video(FRAMES_TABLE, video_id).to_pandas()
 
 
-def _write(lake: ParquetLake, table_name: str, table: pa.Table, record: VideoRecord):
+def _write(lake: ParquetLake, table_name: str, table: pa.Table, record: VideoRecord) -> WriteStats:
     return lake.write_video(
         table_name,
         table,
@@ -211,7 +213,7 @@ def heatmaps_for_video(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
     captured_at = frames["captured_at"].min() if len(frames) else pd.Timestamp(record.capture_start)
     size = (int(frames["width"].iloc[0]), int(frames["height"].iloc[0])) if len(frames) else None
     exposure = float(len(frames)) or None
-    common = {"video_id": record.video_id, "source_id": record.source_id}
+    common: dict[str, Any] = {"video_id": record.video_id, "source_id": record.source_id}
     tables = []
     dwell = image_grid(
         detections,

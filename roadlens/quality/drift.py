@@ -57,7 +57,9 @@ def _stream_minutes(frames: pd.DataFrame, detections: pd.DataFrame) -> float | N
     return seconds / 60.0 if seconds > 0 else None
 
 
-def drift_metrics(detections: pd.DataFrame, frames: pd.DataFrame) -> dict[str, float | dict]:
+def drift_metrics(
+    detections: pd.DataFrame, frames: pd.DataFrame
+) -> dict[str, float | dict[str, float] | None]:
     """The drift metrics of one partition: see the module docstring.
 
     ``detections`` needs ``video_id``, ``frame_number``, ``pts_sec``, ``class_name``,

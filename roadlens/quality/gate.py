@@ -42,9 +42,10 @@ QUARANTINE_PREFIX = "quarantine_"
 def default_engine() -> Literal["gx", "pandas"]:
     """``$ROADLENS_QUALITY_ENGINE`` (``gx`` or ``pandas``), default ``gx``."""
     value = os.environ.get("ROADLENS_QUALITY_ENGINE", "gx").strip().lower() or "gx"
-    if value not in ("gx", "pandas"):
+    engines: tuple[Literal["gx", "pandas"], ...] = ("gx", "pandas")
+    if value not in engines:
         raise ValueError(f"ROADLENS_QUALITY_ENGINE={value!r}: expected 'gx' or 'pandas'")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def quarantine_table_name(table: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ def _all_dependencies(dependant: Any) -> list[Any]:
     return found
 
 
-def _error(status: int):
+def _error(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
     async def handler(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc) or type(exc).__name__}, status_code=status)
 
@@ -86,7 +86,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         feed: KafkaFeed | None = None
-        poller: asyncio.Task | None = None
+        poller: asyncio.Task[None] | None = None
         if settings.kafka_bootstrap:
             state.live_feed = "kafka"
             feed = KafkaFeed(settings.kafka_bootstrap, settings.kafka_prefix)

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 import pyarrow as pa
@@ -35,6 +36,9 @@ import pyarrow.parquet as pq
 
 from roadlens.lake import ParquetLake, location
 from roadlens.service.hub import LIVE_TABLES, Row
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, Message
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +164,7 @@ class KafkaFeed:
         if self._thread is not None:
             self._thread.join(10)
 
-    def _consumer(self):
+    def _consumer(self) -> Consumer:
         from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
         consumer = Consumer(
@@ -209,8 +213,10 @@ class KafkaFeed:
             for message in messages:
                 if message.error() is not None:
                     continue
-                table = self.topics.get(message.topic())
-                row = _row_from_message(table, message) if table else None
+                table = self.topics.get(message.topic() or "")
+                if not table:
+                    continue
+                row = _row_from_message(table, message)
                 if row is None:
                     continue
                 rows, first_ms = batches.setdefault(table, ([], message.timestamp()[1]))
@@ -227,8 +233,10 @@ class KafkaFeed:
         ensure_topics(self.bootstrap, self.prefix, list(LIVE_TABLES))
 
 
-def _row_from_message(table: str, message) -> Row | None:
-    headers = {k: (v or b"").decode("utf-8", "replace") for k, v in message.headers() or []}
+def _row_from_message(table: str, message: Message) -> Row | None:
+    # A consumed message's headers are a list of (str, bytes or None), never a dict.
+    pairs = cast("list[tuple[str, bytes | None]]", message.headers() or [])
+    headers = {k: (v or b"").decode("utf-8", "replace") for k, v in pairs}
     payload = message.value() or b""
     try:
         if headers.get("content-type", "application/json") == "application/json":

@@ -22,6 +22,7 @@ import itertools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -107,7 +108,7 @@ class Hub:
     def unregister(self, client: Client) -> None:
         self.clients.discard(client)
 
-    def send(self, client: Client, message: dict) -> None:
+    def send(self, client: Client, message: dict[str, Any]) -> None:
         """Queue a control message (ack, error, pong) for one client, dropping it when full."""
         self._offer(client, json.dumps(message))
 

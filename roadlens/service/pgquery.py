@@ -44,7 +44,7 @@ def _pg(conds: list[str]) -> str:
     return " AND ".join(conds).replace("?", "%s")
 
 
-def _run(url: str, query: sql.Composable, params: Sequence[Any]) -> list[dict[str, Any]]:
+def _run(url: str, query: sql.Composed, params: Sequence[Any]) -> list[dict[str, Any]]:
     with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
         conn.execute("SET TIME ZONE 'UTC'")
         cur = conn.execute(query, list(params))

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from roadlens.live import Recorder, RecorderConfig, RecorderState, read_status
+from roadlens.live import Recorder, RecorderConfig, RecorderState, RecorderStatus, read_status
 from roadlens.service.sources import expand_url
 
 
@@ -85,6 +85,7 @@ class RecorderManager:
     def status(self, source_id: str) -> dict[str, Any]:
         """The source's status: its status file, else this server's recorder, else STOPPED."""
         running = self.running_here(source_id)
+        status: RecorderStatus | None
         try:
             status = read_status(self.out_dir(source_id))
         except (OSError, ValueError, TypeError):

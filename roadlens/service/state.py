@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -33,7 +33,7 @@ class ServiceState:
     registry: SourceRegistry = field(init=False)
     recorders: RecorderManager = field(init=False)
     hub: Hub = field(init=False)
-    live_feed: str = "lake"
+    live_feed: Literal["kafka", "lake"] = "lake"
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -50,6 +50,7 @@ class ServiceState:
             HTTPException: 401 (no or unknown key), 403 (scope too low, or a non-loopback
                 client in open mode), 429 with ``Retry-After`` (bucket empty).
         """
+        principal: Principal | None
         if self.keys.open_mode:
             if not is_loopback(client_host):
                 raise HTTPException(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from itertools import pairwise
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -54,7 +55,7 @@ def json_lines(table: pa.Table) -> pa.Array:
     timestamps = [f.name for f in table.schema if pa.types.is_timestamp(f.type)]
     frame = frame.with_columns(
         pl.col(name).dt.convert_time_zone("UTC").dt.to_string(TIMESTAMP_FORMAT)
-        if frame.schema[name].time_zone  # type: ignore[union-attr]
+        if cast(pl.Datetime, frame.schema[name]).time_zone  # a timestamp column
         else pl.col(name).dt.to_string(TIMESTAMP_FORMAT)
         for name in timestamps
     )

@@ -55,6 +55,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -150,6 +151,7 @@ def plan_parts(
     [(0, 1), (1, 2), (2, 3), (3, 4)]
     """
     rows = len(offsets) - 1
+    changes: np.ndarray | list[int]
     changes = np.flatnonzero(windows[1:] != windows[:-1]) + 1 if windows is not None else []
     cuts = [int(c) for c in changes]
     parts: list[tuple[int, int]] = []
@@ -242,7 +244,7 @@ class FileExportSink(SinkBase):
             with Stopwatch() as watch, self._locked(table, video_id):
                 if data.num_rows == 0:
                     self._swap(table, video_id, None)
-                    files: list[dict[str, object]] = []
+                    files: list[dict[str, Any]] = []
                     final = None
                 else:
                     final, files = self._write(table, video_id, data, export_id, fingerprint)
@@ -264,7 +266,7 @@ class FileExportSink(SinkBase):
 
     def _write(
         self, table: str, video_id: str, data: pa.Table, export_id: str, fingerprint: str
-    ) -> tuple[Path, list[dict[str, object]]]:
+    ) -> tuple[Path, list[dict[str, Any]]]:
         sources = data.column("source_id").unique().to_pylist()
         if len(sources) != 1:
             raise ValueError(f"one video must have one source_id, found {sorted(sources)[:3]}")
@@ -357,7 +359,7 @@ class FileExportSink(SinkBase):
 
     # --- reads --------------------------------------------------------------------------
 
-    def manifest(self, table: str, video_id: str) -> dict[str, object] | None:
+    def manifest(self, table: str, video_id: str) -> dict[str, Any] | None:
         """The ``_manifest.json`` of ``video_id`` (None when the video has no folder)."""
         for folder in self.find_video(table, video_id):
             try:
@@ -388,7 +390,7 @@ class FileExportSink(SinkBase):
         schema = SINK_TABLES[table]
         parts = [
             _read_part(folders[0] / str(f["name"]), schema, str(manifest["format"]))
-            for f in manifest["files"]  # type: ignore[union-attr]
+            for f in manifest["files"]
         ]
         return pa.concat_tables(parts) if parts else schema.empty_table()
 

@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -46,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -265,7 +266,7 @@ def ensure_topics(
     if dlq:
         names.append(dlq_topic_name(prefix))
     admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG, **(client_config or {})}
+        {"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG, **(client_config or {})}  # type: ignore[dict-item]
     )
     return _create_topics(
         admin,
@@ -315,7 +316,7 @@ def _payload_bytes(values: pa.Array) -> int:
     return int(pc.sum(pc.binary_length(values)).as_py() or 0)
 
 
-def _keys(column: pa.Array | pa.ChunkedArray) -> str | list[str]:
+def _keys(column: pa.Array | pa.ChunkedArray) -> str | list[str | bytes | None]:
     """One key for a chunk whose rows share it (no per-row list), else one per row."""
     if _is_constant(column) and not column.null_count:
         return str(column[0].as_py())
@@ -519,7 +520,8 @@ class _Delivery:
         producer: Producer | None = None,
     ) -> _Sent:
         producer = producer or self.producer
-        self._failures = reported = []
+        reported: list[tuple[KafkaError, Message]] = []
+        self._failures = reported
         sent = _Sent()
         refused: list[_Failed] = []  # records produce() itself refused
         # Latency samples: (records enqueued before the sample, time it was produced).
@@ -536,16 +538,19 @@ class _Delivery:
             while pending and pending[0][0] < done:
                 sent.latencies.append(now - pending.popleft()[1])
 
+        def observe_from(base: int, done: int) -> None:
+            observe(base + done)  # ``done`` records of a block whose first was number ``base``
+
         for chunk in chunks:
             sent.nbytes += chunk.nbytes
             keys, values = chunk.keys, chunk.values
-            single = isinstance(keys, str | bytes)
+            one_key = keys if isinstance(keys, str) else None  # the chunk's rows share it
             start, n = 0, len(values)
             while start < n:
                 if stop is not None:
                     # The producer is unusable or the broker gone: the rest fails untried.
                     refused += [
-                        _Failed(keys if single else keys[j], values[j], stop)  # type: ignore[index]
+                        _Failed(one_key if one_key is not None else keys[j], values[j], stop)
                         for j in range(start, n)
                     ]
                     break
@@ -559,7 +564,7 @@ class _Delivery:
                     start,
                     min(start + step, n),
                     refused,
-                    lambda done, base=enqueued: observe(base + done),
+                    functools.partial(observe_from, enqueued),
                 )
                 enqueued += count
                 producer.poll(0)
@@ -569,7 +574,8 @@ class _Delivery:
                 # they fail now and go to the next attempt (or the spool) with the rest.
                 stop = stop or self._broker_gone()
         self._drain(producer, lambda: observe(enqueued))
-        sent.failed = refused + [_Failed(m.key(), m.value(), e) for e, m in reported]
+        # Every record produced here has a value (never None).
+        sent.failed = refused + [_Failed(m.key(), cast(bytes, m.value()), e) for e, m in reported]
         sent.produced = enqueued + len(refused)
         self._failures = []
         if sent.produced != expected:
@@ -589,7 +595,7 @@ class _Delivery:
         producer: Producer,
         topic: str,
         headers: list[tuple[str, bytes]],
-        keys: str | bytes | list[Any],
+        keys: str | list[str | bytes | None],
         values: list[bytes],
         start: int,
         end: int,
@@ -599,13 +605,13 @@ class _Delivery:
         """Produce ``values[start:end]``; returns (enqueued, first index not tried, stop error)."""
         produce = producer.produce
         poll = producer.poll
-        single = isinstance(keys, str | bytes)
+        one_key = keys if isinstance(keys, str) else None  # the block's rows share it
         count = 0
         for j in range(start, end):
-            key = keys if single else keys[j]  # type: ignore[index]
+            key = one_key if one_key is not None else keys[j]
             while True:
                 try:
-                    produce(topic, values[j], key, headers=headers)
+                    produce(topic, values[j], key, headers=headers)  # type: ignore[arg-type]
                     count += 1
                     break
                 except BufferError:
@@ -801,7 +807,7 @@ def _safe(text: str) -> str:
     return cleaned[:150] or "unnamed"
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Write via a temporary file in the same folder, fsync, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -919,7 +925,7 @@ class KafkaSink(SinkBase):
             if k.startswith(("security.", "sasl.", "ssl.")) or k == "client.id"
         }
         self._admin = AdminClient(
-            {"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG, **self._client_config}
+            {"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG, **self._client_config}  # type: ignore[dict-item]
         )
         config = producer_settings(
             bootstrap, delivery_timeout_s=delivery_timeout_s, overrides=producer_config
@@ -1185,7 +1191,7 @@ def replay_spool(
         for k, v in (producer_config or {}).items()
         if k.startswith(("security.", "sasl.", "ssl."))
     }
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG, **client})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG, **client})  # type: ignore[dict-item]
 
     def ensure(topic: str) -> None:
         _create_topics(
@@ -1295,7 +1301,8 @@ def replay_spool(
 def _decode(message: Message) -> dict[str, Any]:
     headers = {
         k: (v.decode("utf-8", "replace") if v is not None else None)
-        for k, v in message.headers() or []
+        # A consumed message's headers are a list of (str, bytes or None), never a dict.
+        for k, v in cast("list[tuple[str, bytes | None]]", message.headers() or [])
     }
     key = message.key()
     out: dict[str, Any] = {
@@ -1310,7 +1317,7 @@ def _decode(message: Message) -> dict[str, Any]:
     payload = message.value()
     try:
         if headers.get("content-type") == PROTOBUF_CONTENT_TYPE:
-            out["value"] = decode_protobuf(headers.get("table", ""), payload or b"")
+            out["value"] = decode_protobuf(headers.get("table") or "", payload or b"")
         else:
             out["value"] = json.loads(payload) if payload else None
     except Exception as exc:  # a consumer reports a bad record rather than stopping on it

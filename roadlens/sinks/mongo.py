@@ -252,7 +252,7 @@ class _Lease:
     """A lock document ``{_id, owner, export_id, expires_at}`` that expires if not renewed."""
 
     def __init__(
-        self, locks: Collection, key: str, *, export_id: str, ttl_s: float, where: str
+        self, locks: Collection[Any], key: str, *, export_id: str, ttl_s: float, where: str
     ) -> None:
         self.locks = locks
         self.key = key
@@ -348,7 +348,7 @@ class MongoSink(SinkBase):
     ) -> Self:
         """Connect to ``mongodb://[user:pw@]host[:port]`` and check the server answers."""
         try:
-            client = pymongo.MongoClient(
+            client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
                 url,
                 tz_aware=True,
                 serverSelectionTimeoutMS=int(timeout_s * 1000),
@@ -374,10 +374,10 @@ class MongoSink(SinkBase):
     # --- collections --------------------------------------------------------------------
 
     @property
-    def markers(self) -> Collection:
+    def markers(self) -> Collection[Any]:
         return self.db[MARKERS].with_options(write_concern=self._write_concern)
 
-    def collection(self, table: str) -> Collection:
+    def collection(self, table: str) -> Collection[Any]:
         """The collection of ``table``, created (time-series, indexed) on first use."""
         if table not in self._kinds:
             self._kinds[table] = self._ensure(table)
@@ -404,7 +404,9 @@ class MongoSink(SinkBase):
         if existing is None:
             with contextlib.suppress(pymongo.errors.CollectionInvalid):  # a concurrent create
                 self._create_timeseries(table, layout)
-            existing = next(iter(self.db.list_collections(filter={"name": table})), {})
+            existing = next(iter(self.db.list_collections(filter={"name": table})), None)
+        if existing is None:
+            return "regular"
         return "timeseries" if existing.get("type") == "timeseries" else "regular"
 
     def _create_timeseries(self, table: str, layout: Layout) -> None:

@@ -297,6 +297,7 @@ class MqttSink(SinkBase):
         An empty table sends nothing and forgets the video in the manifest.
         """
         data = self.prepare(table, video_id, data)
+        latencies: list[float]
         with Stopwatch() as watch:
             if data.num_rows == 0:
                 self.manifest.remove(table, video_id)

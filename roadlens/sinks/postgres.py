@@ -318,14 +318,15 @@ def encode_block(plan: CopyPlan, rows: pa.Table) -> memoryview:
     at = 2
     for column in fixed:
         arr = rows.column(column.name).combine_chunks()
-        if column.width == 0:
+        size = column.width or 0  # never None here: these are the fixed-width columns
+        if size == 0:
             head[:, at : at + 4] = np.frombuffer(_NULL_PREFIX, np.uint8)
         else:
-            head[:, at : at + 4] = np.frombuffer(struct.pack(">i", column.width), np.uint8)
-            head[:, at + 4 : at + 4 + column.width] = _value_bytes(arr, column)
-        at += 4 + (column.width or 0)
+            head[:, at : at + 4] = np.frombuffer(struct.pack(">i", size), np.uint8)
+            head[:, at + 4 : at + 4 + size] = _value_bytes(arr, column)
+        at += 4 + size
     if not plan.variable:
-        return memoryview(head).cast("B")
+        return head.data.cast("B")
     parts = [_binary_rows(head)]
     for column in plan.variable:
         parts.append(_variable_segments(rows.column(column.name).combine_chunks(), column))
@@ -473,7 +474,7 @@ def apply_migrations(
                 sql.SQL("SET LOCAL search_path TO {}, pg_catalog").format(sql.Identifier(schema))
             )
             try:
-                conn.execute(sql.SQL(migration.sql))  # type: ignore[arg-type]  # trusted file
+                conn.execute(sql.SQL(migration.sql))  # trusted file
             except psycopg.Error as exc:
                 raise SinkError(
                     f"postgres: migration {migration.name} failed in schema {schema}: {exc}"
@@ -623,7 +624,7 @@ class PostgresSink(SinkBase):
             self._conn.close()
             self._conn = None
 
-    def _ident(self, name: str) -> sql.Composed:
+    def _ident(self, name: str) -> sql.Identifier:
         return sql.Identifier(self.schema, name)
 
     def _error(self, table: str, video_id: str, what: str, exc: BaseException) -> SinkError:

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -78,7 +78,7 @@ _TYPE_NAMES = {
 _WIRE_VARINT, _WIRE_FIXED64, _WIRE_LEN, _WIRE_FIXED32 = 0, 1, 2, 5
 
 
-def _scalar_type(arrow_type: pa.DataType, column: str) -> int:
+def _scalar_type(arrow_type: pa.DataType, column: str) -> _F.Type.ValueType:
     """The protobuf scalar type that carries ``arrow_type`` without loss."""
     t = arrow_type
     if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_int32(t):
@@ -245,7 +245,7 @@ def _ragged(parts: list[tuple[np.ndarray, np.ndarray]]) -> pa.Array:
     matrix = np.concatenate([m for m, _ in parts], axis=1)
     keep = np.concatenate([np.arange(m.shape[1])[None, :] < n[:, None] for m, n in parts], axis=1)
     data = matrix[keep]  # row-major: row 0's kept bytes, then row 1's, ...
-    return _binary_from(data, sum(n for _, n in parts))
+    return _binary_from(data, cast(np.ndarray, sum(n for _, n in parts)))
 
 
 def _valid(column: pa.Array) -> np.ndarray:

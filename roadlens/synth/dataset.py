@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from roadlens.synth.scene import Scene
+from roadlens.synth.scene import Scene, View
 from roadlens.synth.sprites import CLASS_NAMES
 
 
@@ -33,7 +33,7 @@ def _write_split(root: Path, split: str, seeds: range, spec: DatasetSpec) -> int
     labels.mkdir(parents=True, exist_ok=True)
     written = 0
     for seed in seeds:
-        view = "roadside" if (seed * 7919 % 100) / 100 < spec.roadside_share else "dashcam"
+        view: View = "roadside" if (seed * 7919 % 100) / 100 < spec.roadside_share else "dashcam"
         scene = Scene.create(
             view, seed=seed, width=spec.width, height=spec.height, vary_conditions=True
         )

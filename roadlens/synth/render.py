@@ -117,7 +117,7 @@ def render_clip(
     scene = Scene.create(
         view, seed=seed, width=width, height=height, vary_conditions=vary_conditions
     )
-    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"cannot open a video writer for {video_path}")
     truth_frames = []

@@ -370,7 +370,7 @@ class Scene:
         h, w = cam.height, cam.width
         ordered = sorted(self.actors, key=lambda a: -float(cam.depth(np.array(0.0), np.array(a.z))))
         owner = np.zeros((h, w), dtype=np.int32)
-        placed: list[tuple[Actor, tuple[float, float, float, float], float]] = []
+        placed: list[tuple[Actor, tuple[float, float, float, float], int]] = []
         for actor in ordered:
             back_w, side_w, top, bottom = SIZES[actor.class_name]
             width_m = side_w if actor.side_view else back_w

@@ -195,7 +195,7 @@ def draw_traffic_light(
     lit = int(phase) % 3
     lamps = ((40, 40, 230), (30, 190, 240), (80, 220, 60))
     for i, lamp in enumerate(lamps):
-        shade = lamp if i == lit else tuple(c // 4 for c in lamp)
+        shade = lamp if i == lit else (lamp[0] // 4, lamp[1] // 4, lamp[2] // 4)
         _ellipse(img, (x1 + x2) / 2, y1 + (i + 0.5) * h / 3, 0.32 * w, 0.32 * w, shade)
 
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -216,7 +217,7 @@ def sample_video(
         out.mkdir(parents=True, exist_ok=True)
 
     stats = _DecodeStats()
-    columns: dict[str, list] = {name: [] for name in FRAMES.names}
+    columns: dict[str, list[Any]] = {name: [] for name in FRAMES.names}
     images: list[np.ndarray] = []
     jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
     start_us = epoch_us(start_time)

@@ -146,6 +146,7 @@ def frame_index(path: str | os.PathLike[str], target_fps: float | None) -> Frame
     if not stamps:
         raise VideoError(f"{info.path}: the container holds no video frame")
     missing = sum(s is None for s in stamps)
+    pts_sec: np.ndarray
     if missing or not base:
         # Raw streams carry no timestamps: frames in decode order at the nominal rate.
         pts_sec = np.arange(len(stamps), dtype=np.float64) / (info.fps or 30.0)
@@ -271,6 +272,7 @@ def _to_bgr(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
 
 def _wanted_pts(index: FrameIndex, stream: av.video.stream.VideoStream) -> dict[int, int]:
     """Raw stream timestamps of the sampled frames -> their frame numbers."""
+    assert stream.time_base is not None  # the caller counts frames instead when it is unset
     base = float(stream.time_base)
     origin = stream.start_time or 0
     raw = np.rint(index.pts_sec / base).astype(np.int64) + origin
@@ -342,6 +344,7 @@ def decode_frame(path: str | os.PathLike[str], pts_sec: float) -> np.ndarray:
     rotation = info.rotation if info.rotation in _ROTATE else 0
     with _open(info) as container:
         stream = container.streams.video[0]
+        assert stream.time_base is not None  # FFmpeg's demuxers set every stream's time base
         base = float(stream.time_base)
         origin = stream.start_time or 0
         target = round(pts_sec / base) + origin

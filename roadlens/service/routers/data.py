@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import FileResponse
 
-from roadlens.ode.actions import media_paths
+from roadlens.ode.actions import EventMedia, media_paths
 from roadlens.service import catalog, lakequery, pgquery
 from roadlens.service.catalog import MEDIA_TYPES, MediaError
 from roadlens.service.lakequery import Filters, parse_box
@@ -21,7 +21,7 @@ StateDep = Annotated[ServiceState, Depends(get_state)]
 SEGMENT = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,246}$"
 Segment = Annotated[str, Path(pattern=SEGMENT, max_length=247)]
 PAGE_MAX = 10_000
-NOT_FOUND = {404: {"description": "not found"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "not found"}}
 
 SourceQ = Annotated[list[str], Query(max_length=100, description="source ids (any of)")]
 SinceQ = Annotated[datetime | None, Query(description="captured_at >= since (UTC if naive)")]
@@ -131,7 +131,7 @@ def _page(
     return lakequery.page(state.settings.lake_root, table, f, limit=limit, cursor=cursor)
 
 
-def _event(lake_root, row: dict[str, Any]) -> Event:
+def _event(lake_root: PathLike, row: dict[str, Any]) -> Event:
     media = [u for p in row.pop("media_paths") or [] if (u := catalog.media_url(lake_root, p))]
     row.pop("date", None)
     return Event.model_validate(
@@ -190,7 +190,10 @@ def stats(
             state.settings.lake_root, table, f, bin_minutes=minutes, group_by=group_by
         )
     return Stats(
-        table=table, bin_minutes=int(bin_minutes), group_by=list(dict.fromkeys(group_by)), rows=rows
+        table=table,
+        bin_minutes=int(bin_minutes),
+        group_by=list(dict.fromkeys(group_by)),
+        rows=rows,  # type: ignore[arg-type]  # pydantic validates the dicts into StatsRow
     )
 
 
@@ -210,7 +213,7 @@ def frame(
     return _file(catalog.frame_image(state.settings.lake_root, video_id, frame_number))
 
 
-def _event_media(state: ServiceState, event_id: str):
+def _event_media(state: ServiceState, event_id: str) -> EventMedia:
     found = lakequery.find_event(state.settings.lake_root, event_id)
     if found is None:
         raise HTTPException(404, f"no event {event_id!r}")

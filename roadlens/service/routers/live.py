@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
@@ -74,7 +75,7 @@ async def websocket_feed(websocket: WebSocket) -> None:
                 )
 
 
-def _ack(client: Client) -> dict:
+def _ack(client: Client) -> dict[str, Any]:
     sub = client.subscription
     assert sub is not None
     return {
