@@ -18,7 +18,7 @@ from orchestration.partitions import capture_date
 from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
 from roadlens import pipeline
 from roadlens.lake import FRAMES_TABLE, RAW_DETECTIONS_TABLE, VIDEOS_TABLE
-from roadlens.registry import list_candidates, register_video, video_id_of
+from roadlens.registry import list_candidates, probe_video_record, video_id_of
 from roadlens.video import VideoError
 
 GROUP = "spine"
@@ -52,7 +52,7 @@ def videos(
     unreadable: dict[str, str] = {}
     for path in paths:
         try:
-            record = register_video(
+            record = probe_video_record(
                 path,
                 landing_root=landing,
                 sources=sources.sources(),

@@ -273,10 +273,10 @@ def asset_split(
     from roadlens import pipeline
     from roadlens.detect.detector import Detector, DetectorConfig
     from roadlens.lake import ParquetLake
-    from roadlens.registry import register_video
+    from roadlens.registry import probe_video_record
 
     lake = ParquetLake(workdir / "lake")
-    record = register_video(clip)
+    record = probe_video_record(clip)
     pipeline.register(lake, record)
     started = time.perf_counter()
     frames_out = pipeline.extract_frames(lake, record, target_fps=SAMPLE_FPS)

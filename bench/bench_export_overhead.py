@@ -44,12 +44,12 @@ def run_spine(workdir: Path, seconds: float) -> tuple[object, str, dict[str, flo
     from roadlens import pipeline
     from roadlens.detect.detector import Detector, DetectorConfig
     from roadlens.lake import ParquetLake
-    from roadlens.registry import register_video
+    from roadlens.registry import probe_video_record
     from roadlens.synth.render import render_drive_set
 
     clips = render_drive_set(workdir / "landing", clips=1, seconds=seconds, seed=3)
     lake = ParquetLake(workdir / "lake")
-    record = register_video(clips[0].video_path, landing_root=workdir / "landing")
+    record = probe_video_record(clips[0].video_path, landing_root=workdir / "landing")
     pipeline.register(lake, record)
     frames = pipeline.extract_frames(lake, record, target_fps=5.0)
     detector = Detector(DetectorConfig())

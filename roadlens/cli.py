@@ -80,7 +80,7 @@ def ingest(
     from assets.sinks import SINK_ASSETS
     from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
     from resources.rules import RulesResource
-    from roadlens.registry import VIDEO_SUFFIXES, register_video
+    from roadlens.registry import VIDEO_SUFFIXES, probe_video_record
 
     files: list[Path] = []
     bad_files: dict[str, str] = {}
@@ -123,7 +123,7 @@ def ingest(
     by_date: dict[str, list[VideoRecord]] = defaultdict(list)
     for f in files:
         try:
-            record = register_video(
+            record = probe_video_record(
                 f,
                 landing_root=landing,
                 sources=sources.sources(),

@@ -2,8 +2,9 @@
 
 A :class:`VideoRecord` is everything later stages need to know about a file: its id,
 source identity, capture start (and where that time came from), GPS sidecar and size.
-The sensor, the nightly schedule and ``roadlens ingest`` all go through
-:func:`register_video`, so a file gets the same id and date whichever way it arrives.
+The sensor, the nightly schedule and ``roadlens ingest`` all build it with
+:func:`probe_video_record`, so a file gets the same id and date whichever way it arrives.
+Nothing here writes the lake: :func:`roadlens.pipeline.register` stores the record.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class VideoRecord:
         return cls(**fields)
 
 
-def register_video(
+def probe_video_record(
     path: str | Path,
     *,
     landing_root: str | Path | None = None,
@@ -62,7 +63,9 @@ def register_video(
     gps_path: str | Path | None = None,
     now: datetime | None = None,
 ) -> VideoRecord:
-    """Probe ``path`` and build its registry record.
+    """Probe ``path`` and build its registry record, without writing anything.
+
+    The record reaches the lake through :func:`roadlens.pipeline.register`.
 
     Capture time comes from the container's creation time, else the first GPS fix, else
     the file's modification time minus its duration; which one is recorded.

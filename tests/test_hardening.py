@@ -37,7 +37,7 @@ from roadlens.ids import slugify, video_id_for
 from roadlens.lake import ParquetLake, safe_segment
 from roadlens.ode.rules import RuleError, load_rules
 from roadlens.redact import redact
-from roadlens.registry import register_video, video_id_of
+from roadlens.registry import probe_video_record, video_id_of
 from roadlens.sinks.base import SinkError
 from roadlens.sinks.settings import SinkSettings, open_sink
 from roadlens.video import PartialVideoWarning, VideoError, mp4, probe, sample_video
@@ -377,8 +377,8 @@ def test_hostile_source_ids_are_slugified_and_stay_in_the_lake(
     (landing / "x").mkdir(parents=True)
     clip = render(landing / "x" / "Straße Nord 1.mp4", frames=10)
     lake = ParquetLake(tmp_path / "lake")
-    record = register_video(clip, landing_root=landing, source_id=source_id, now=START)
-    again = register_video(clip, landing_root=landing, source_id=source_id, now=START)
+    record = probe_video_record(clip, landing_root=landing, source_id=source_id, now=START)
+    again = probe_video_record(clip, landing_root=landing, source_id=source_id, now=START)
     assert record.video_id == again.video_id  # stable
     assert record.source_id == slugify(source_id)
     assert re.fullmatch(r"[a-z0-9][a-z0-9._-]*", record.source_id)
@@ -406,7 +406,7 @@ def test_unicode_folders_and_names_give_distinct_readable_ids(tmp_path: Path) ->
     second = render(folder / "大阪 1.mp4", frames=5)
     ids = [video_id_of(p, landing) for p in (first, second)]
     assert ids[0] != ids[1]  # once both folded to "1": one video overwrote the other
-    record = register_video(first, landing_root=landing, now=START)
+    record = probe_video_record(first, landing_root=landing, now=START)
     assert record.video_id == ids[0]
     assert record.source_id == record.vehicle_id == slugify("Фургон 7")
     for value in (record.video_id, record.source_id, record.session_id or ""):
@@ -418,7 +418,7 @@ def test_unicode_folders_and_names_give_distinct_readable_ids(tmp_path: Path) ->
 def test_file_name_without_letters_is_an_error_naming_the_file(tmp_path: Path, name: str) -> None:
     clip = render(tmp_path / name, frames=5)
     with pytest.raises(ValueError, match=re.escape(f"{clip}: cannot build a video id")):
-        register_video(clip, now=START)
+        probe_video_record(clip, now=START)
 
 
 @pytest.mark.parametrize(

@@ -579,7 +579,7 @@ def test_recorded_chunks_count_every_line_once(lake: ParquetLake, tmp_path: Path
 
     from roadlens.live.record import Recorder, RecorderConfig, read_chunk_marker
     from roadlens.pipeline import extract_frames
-    from roadlens.registry import register_video
+    from roadlens.registry import probe_video_record
 
     clip = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
@@ -598,7 +598,7 @@ def test_recorded_chunks_count_every_line_once(lake: ParquetLake, tmp_path: Path
 
     records, spans = [], []
     for path in chunks:
-        record = register_video(path, landing_root=landing)
+        record = probe_video_record(path, landing_root=landing)
         register(lake, record)
         extract_frames(lake, record)
         frames = lake.read_video(FRAMES_TABLE, record.video_id).to_pandas()

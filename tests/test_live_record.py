@@ -39,7 +39,7 @@ from roadlens.live import (
 )
 from roadlens.live.record import default_ffmpeg
 from roadlens.redact import redact
-from roadlens.registry import list_candidates, register_video
+from roadlens.registry import list_candidates, probe_video_record
 from roadlens.video import probe
 
 FPS = 10
@@ -198,7 +198,7 @@ def test_file_source_real_time_chunks_are_marked_probeable_and_timed(
     candidates = list_candidates(landing)
     assert [c.path.name for c in candidates] == [c.name for c in chunks]
     assert all(c.has_marker for c in candidates)
-    record = register_video(chunks[1], landing_root=landing)
+    record = probe_video_record(chunks[1], landing_root=landing)
     assert record.source_id == "cam-1" and record.capture_time_source == "live"
     assert record.capture_start == starts[1]
     assert probe(chunks[1]).creation_time == starts[1].replace(microsecond=0)

@@ -22,7 +22,7 @@ from resources import DetectorResource, LakeResource, SinksResource, SourcesReso
 from resources.rules import RulesResource
 from roadlens.lake import EVENT_STATS_TABLE, EVENTS_TABLE, HEATMAPS_TABLE, ParquetLake
 from roadlens.ode import load_rules
-from roadlens.registry import register_video
+from roadlens.registry import probe_video_record
 from tests.conftest import CAPTURE_DATE, LandingClips
 
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def spine_lake(
     tmp = tmp_path_factory.mktemp("ode-assets")
     lake = ParquetLake(tmp / "lake")
     landing = dashcam_clip_dir.landing
-    records = [register_video(p, landing_root=landing) for p in dashcam_clip_dir.paths]
+    records = [probe_video_record(p, landing_root=landing) for p in dashcam_clip_dir.paths]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ROADLENS_HOME", str(roadlens_home_dir))
         mp.setenv("YOLO_OFFLINE", "1")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from roadlens.ode import engine, evaluate, parse_rules
+from roadlens.ode import evaluate, parse_rules
 from roadlens.ode.engine import evaluate_hits, frames_from_detections
 
 W, H = 640, 360
@@ -121,11 +121,7 @@ RULES = [
 
 def general(dets: pd.DataFrame, frames: pd.DataFrame | None, rules) -> pd.DataFrame:
     """Events through the general path only."""
-    engine._SHORTCUTS = False
-    try:
-        return evaluate(dets, frames, rules)
-    finally:
-        engine._SHORTCUTS = True
+    return evaluate(dets, frames, rules, shortcuts=False)
 
 
 def scenarios():
@@ -168,11 +164,7 @@ def test_fired_hits_keep_the_general_path_too() -> None:
     dets = tracks()
     rules = parse_rules({"areas": AREAS, "rules": RULES})
     fast = evaluate_hits(dets, None, rules)
-    engine._SHORTCUTS = False
-    try:
-        slow = evaluate_hits(dets, None, rules)
-    finally:
-        engine._SHORTCUTS = True
+    slow = evaluate_hits(dets, None, rules, shortcuts=False)
     assert fast.keys() == slow.keys()
     for rid in fast:
         pd.testing.assert_frame_equal(fast[rid], slow[rid], check_exact=True, obj=rid)

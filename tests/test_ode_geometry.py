@@ -59,8 +59,12 @@ def test_polygon_include_exclude_and_boundary() -> None:
     square = [(0, 0), (10, 0), (10, 10), (0, 10)]
     inc, exc = Polygon(square), Polygon(square, mode="exclude")
     u, v = np.array([5.0, 10.0, 15.0]), np.array([5.0, 5.0, 5.0])
-    assert inc.contains(u, v).tolist() == [True, True, False]  # the boundary is inside
-    assert exc.contains(u, v).tolist() == [False, False, True]
+    assert inc.selects(u, v).tolist() == [True, True, False]  # the boundary is inside
+    assert exc.selects(u, v).tolist() == [False, False, True]
+    assert inc.selects(u, v, mode="exclude").tolist() == [False, False, True]
+    assert exc.selects(u, v, mode="include").tolist() == [True, True, False]
+    # contains is geometry: in the polygon or on its boundary, whatever the zone's mode.
+    assert inc.contains(u, v).tolist() == exc.contains(u, v).tolist() == [True, True, False]
     assert inc.signed_distance(u, v).tolist() == [5.0, 0.0, -5.0]
 
 
@@ -74,11 +78,20 @@ def test_any_part_of_the_box() -> None:
     zone = Polygon([(0, 0), (10, 0), (10, 10), (0, 10)])
     x1, y1 = np.array([8.0, 20.0, 2.0]), np.array([8.0, 20.0, 2.0])
     x2, y2 = np.array([18.0, 30.0, 4.0]), np.array([18.0, 30.0, 4.0])
-    assert zone.passes(x1, y1, x2, y2, "any").tolist() == [True, False, True]
-    assert zone.passes(x1, y1, x2, y2, "bottom_right").tolist() == [False, False, True]
+    assert zone.selects_boxes(x1, y1, x2, y2, "any").tolist() == [True, False, True]
+    assert zone.selects_boxes(x1, y1, x2, y2, "bottom_right").tolist() == [False, False, True]
     exc = Polygon(zone.points, mode="exclude")
     # Exclusion with "any": some part of the box is outside the polygon.
-    assert exc.passes(x1, y1, x2, y2, "any").tolist() == [True, True, False]
+    assert exc.selects_boxes(x1, y1, x2, y2, "any").tolist() == [True, True, False]
+    assert zone.selects_boxes(x1, y1, x2, y2, "any", mode="exclude").tolist() == [
+        True,
+        True,
+        False,
+    ]
+    # The geometric box questions ignore the mode.
+    for poly in (zone, exc):
+        assert poly.touches_boxes(x1, y1, x2, y2).tolist() == [True, False, True]
+        assert poly.covers_boxes(x1, y1, x2, y2).tolist() == [False, False, True]
 
 
 def test_invalid_shapes() -> None:

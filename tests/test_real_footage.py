@@ -121,7 +121,7 @@ def test_detection_holds_a_bounded_number_of_decoded_frames(
     """However long the video, at most prefetch + one batch + a couple frames are alive."""
     from roadlens import pipeline
     from roadlens.lake import ParquetLake
-    from roadlens.registry import register_video
+    from roadlens.registry import probe_video_record
 
     clip = shared_data("roadside.mp4")
     live: set[int] = set()
@@ -138,7 +138,7 @@ def test_detection_holds_a_bounded_number_of_decoded_frames(
 
     monkeypatch.setattr(pipeline, "decode_sampled", counted)
     lake = ParquetLake(tmp_path / "lake")
-    record = register_video(clip, landing_root=clip.parent, source_id="cam")
+    record = probe_video_record(clip, landing_root=clip.parent, source_id="cam")
     camera = CameraProfile.of("fixed", sample_fps=30.0)  # every frame: 716 decoded
     frames = pipeline.extract_frames(lake, record, camera=camera)
     assert frames.rows > 700

@@ -43,7 +43,7 @@ from roadlens.detect.remote import (
     encode_image,
 )
 from roadlens.lake import ParquetLake
-from roadlens.registry import register_video
+from roadlens.registry import probe_video_record
 from roadlens.synth import render_clip
 from roadlens.video import iter_sampled_frames, probe
 from roadlens.video.stream import FrameIndex, decode_sampled
@@ -538,7 +538,7 @@ def test_spine_detections_through_the_remote_provider(
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     lake = ParquetLake(tmp_path / "lake")
     landing = dashcam_clip_dir.landing
-    records = [register_video(p, landing_root=landing) for p in dashcam_clip_dir.paths]
+    records = [probe_video_record(p, landing_root=landing) for p in dashcam_clip_dir.paths]
     detector = DetectorResource(
         weights="/nonexistent/weights.pt",  # never loaded: the provider has the model
         conf=0.01,

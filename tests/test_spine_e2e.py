@@ -27,7 +27,7 @@ from roadlens.lake import (
     VIDEOS_TABLE,
     ParquetLake,
 )
-from roadlens.registry import VideoRecord, register_video
+from roadlens.registry import VideoRecord, probe_video_record
 from roadlens.sinks.duckdb_views import query
 from tests.conftest import CAPTURE_DATE, CLIP_FPS, CLIP_SECONDS, LandingClips, copy_clip
 
@@ -157,7 +157,7 @@ def spine(
     """A sensor-style micro-batch of both clips, the same run again, then nightly runs."""
     lake = ParquetLake(tmp_path_factory.mktemp("spine") / "lake")
     landing = dashcam_clip_dir.landing
-    records = [register_video(p, landing_root=landing) for p in dashcam_clip_dir.paths]
+    records = [probe_video_record(p, landing_root=landing) for p in dashcam_clip_dir.paths]
     config = batch_run_config([r.video_id for r in records], [r.path for r in records])
     resources = _resources(lake.root, landing, detector_weights)
     with dg.instance_for_test() as instance:

@@ -36,7 +36,7 @@ from assets.batch import batch_run_config
 from assets.jobs_config import JOB_ASSET_NAMES
 from orchestration.jobs import gpu_run_tags, microbatch_execution_config, spine_job
 from resources import SourcesResource
-from roadlens.registry import batch_run_key, list_candidates, register_video
+from roadlens.registry import batch_run_key, list_candidates, probe_video_record
 from roadlens.video import VideoError
 
 SENSOR_INTERVAL_ENV = "ROADLENS_SENSOR_INTERVAL_S"
@@ -158,7 +158,9 @@ def landing_sensor(
     rejected: list[str] = []
     for candidate in ready:
         try:
-            record = register_video(candidate.path, landing_root=landing, sources=sources.sources())
+            record = probe_video_record(
+                candidate.path, landing_root=landing, sources=sources.sources()
+            )
         except (VideoError, ValueError, OSError) as exc:
             rejected.append(f"{candidate.path}: {exc}")
             context.log.warning(f"skipping {candidate.path}: {exc}")

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from roadlens.enrich.gps import interpolate_track
-from roadlens.enrich.sources import SourceIdentity, _as_utc
+from roadlens.enrich.sources import SourceIdentity, as_utc
 from roadlens.ids import time_ordered_uuids
 from roadlens.schema import DETECTIONS, RAW_DETECTIONS, TIMESTAMP, conform, table_version
 
@@ -124,7 +124,7 @@ def enrich_detections(
 
 def _epoch_us(value: datetime) -> int:
     """Exact Unix microseconds of a datetime (naive = UTC), without float rounding."""
-    return (_as_utc(value) - _EPOCH) // timedelta(microseconds=1)
+    return (as_utc(value) - _EPOCH) // timedelta(microseconds=1)
 
 
 def _repeat(value: object, n: int, type_: pa.DataType) -> pa.Array:

@@ -36,6 +36,7 @@ __all__ = [
     "SourceIdentity",
     "SourceRule",
     "SourcesConfig",
+    "as_utc",
     "find_gps_sidecar",
     "identity_from_path",
     "load_sources",
@@ -283,7 +284,7 @@ def resolve_capture_start(
     (datetime.datetime(1970, 1, 12, 13, 46, 40, tzinfo=datetime.timezone.utc), 'mtime')
     """
     if container_time is not None:
-        start = _as_utc(container_time)
+        start = as_utc(container_time)
         if start >= _EARLIEST_PLAUSIBLE:
             return start, "container"
     if gps_track is not None and len(gps_track) and gps_track["t"].notna().any():
@@ -298,8 +299,12 @@ def resolve_capture_start(
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _as_utc(value: datetime) -> datetime:
-    """Tz-aware UTC; naive datetimes are taken as UTC."""
+def as_utc(value: datetime) -> datetime:
+    """``value`` as a tz-aware UTC datetime; a naive datetime is taken as UTC.
+
+    >>> as_utc(datetime(2026, 1, 2, 3, 4, 5)).isoformat()
+    '2026-01-02T03:04:05+00:00'
+    """
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

@@ -31,21 +31,13 @@ import pandas as pd
 import pyarrow as pa
 
 from roadlens.ids import time_ordered_uuids
-from roadlens.ode import spatial
+from roadlens.ode import logic, spatial
 from roadlens.ode.criteria import criteria_mask, track_stats
+from roadlens.ode.frame_triggers import FRAME_TRIGGERS, frame_index, sampled_frames
 from roadlens.ode.geometry import Polygon, anchor_points, build_area
 from roadlens.ode.hits import conform_hits, empty_hits
 from roadlens.ode.rules import Rule, RuleSet, evaluation_order
 from roadlens.schema import EVENTS, conform, table_version
-
-try:  # written alongside this module; a missing module gives a clear error when used
-    from roadlens.ode import frame_triggers as _frame_triggers
-except ImportError:  # pragma: no cover - only while the module does not exist
-    _frame_triggers = None  # type: ignore[assignment]
-try:
-    from roadlens.ode import logic as _logic
-except ImportError:  # pragma: no cover
-    _logic = None  # type: ignore[assignment]
 
 __all__ = ["evaluate", "evaluate_hits", "evaluate_to_table", "frames_from_detections"]
 
@@ -67,9 +59,6 @@ REQUIRED_COLUMNS = [
 _FRAME_COLS = ["video_id", "frame_number", "pts_sec", "captured_at"]
 # Triggers whose hits are instants (a crossing), not levels: they always fire "level".
 _INSTANT_TRIGGERS = {"cross"}
-# Shortcuts for the common rules (crossings and zone entries straight to events, shared
-# frame positions); False takes the general path for every rule (tests compare the two).
-_SHORTCUTS = True
 CROSS_ARRAYS = ("before", "after", "f", "t", "side", "key")
 
 
@@ -78,13 +67,6 @@ def frames_from_detections(detections: pd.DataFrame) -> pd.DataFrame:
     so pass the real frames table for absence and zero counts)."""
     f = detections[_FRAME_COLS].drop_duplicates(["video_id", "frame_number"])
     return f.sort_values(["video_id", "pts_sec", "frame_number"]).reset_index(drop=True)
-
-
-def _registry() -> dict[str, Callable[..., pd.DataFrame]]:
-    reg: dict[str, Callable[..., pd.DataFrame]] = {}
-    if _frame_triggers is not None:
-        reg.update(getattr(_frame_triggers, "FRAME_TRIGGERS", {}))
-    return reg
 
 
 def _trigger_not_implemented(kind: str) -> Callable[..., pd.DataFrame]:
@@ -146,17 +128,18 @@ class _Context:
             self._anchors[anchor] = anchor_points(d["x1"], d["y1"], d["x2"], d["y2"], anchor)
         return self._anchors[anchor]
 
-    def passes(
+    def selects(
         self, area: Polygon, anchor: str, mode: Literal["include", "exclude"] | None = None
     ) -> np.ndarray:
-        """Membership of every detection in ``area`` by ``anchor`` (shared anchors)."""
-        if mode is not None and mode != area.mode:
-            area = Polygon(area.points, mode=mode, normalized=area.normalized)
+        """True for the detections that pass the zone ``area`` by ``anchor`` (shared anchors);
+        ``mode`` overrides the area's include/exclude."""
         if anchor == "any":
             d = self.dets
-            return area.passes(d["x1"], d["y1"], d["x2"], d["y2"], anchor, self.w, self.h)
+            return area.selects_boxes(
+                d["x1"], d["y1"], d["x2"], d["y2"], anchor, self.w, self.h, mode=mode
+            )
         u, v = self.anchor(anchor)
-        return area.contains(u, v, self.w, self.h)
+        return area.selects(u, v, self.w, self.h, mode=mode)
 
     def mask(self, rule: Rule) -> np.ndarray:
         """True for the detections that pass the rule's criteria and its area."""
@@ -168,7 +151,7 @@ class _Context:
         if rule.area is not None:
             area = self.areas[rule.area]
             assert isinstance(area, Polygon)  # validated in rules.py
-            mask &= self.passes(area, rule.anchor)
+            mask &= self.selects(area, rule.anchor)
         return mask
 
     def selected(self, rule: Rule) -> pd.DataFrame:
@@ -180,8 +163,6 @@ class _Context:
         """``sampled_frames(frames)`` when it holds every detection's frame (then firing can
         share it across rules, and frame positions are the same for every rule), else None."""
         if self._sampled is None:
-            from roadlens.ode.frame_triggers import frame_index, sampled_frames
-
             own = sampled_frames(self.frames)
             d = self.dets
             pos = _frame_rows(own, d)
@@ -264,26 +245,24 @@ def _trigger_hits(ctx: _Context, rule: Rule, levels: dict[str, pd.DataFrame]) ->
         return spatial.intersection(dets, frames, **p)
     if kind in ("distance", "direction", "stopped", "speed"):
         return getattr(spatial, kind)(dets, frames, anchor=rule.anchor, **p)
-    fn = _registry().get(kind) or _trigger_not_implemented(kind)
+    fn = FRAME_TRIGGERS.get(kind) or _trigger_not_implemented(kind)
     return fn(dets, frames, **p)
 
 
 def _composite_hits(ctx: _Context, rule: Rule, levels: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    if _logic is None:
-        raise NotImplementedError("composite triggers need roadlens.ode.logic")
     kind, p = rule.trigger.kind, rule.trigger.params
     if kind == "all":
-        return _logic.all_of(*(levels[r] for r in p["rules"]), per_track=p["per_track"])
+        return logic.all_of(*(levels[r] for r in p["rules"]), per_track=p["per_track"])
     if kind == "any":
-        return _logic.any_of(*(levels[r] for r in p["rules"]), per_track=p["per_track"])
+        return logic.any_of(*(levels[r] for r in p["rules"]), per_track=p["per_track"])
     if kind == "not":
         universe = ctx.selected(rule) if p["per_track"] else None
-        return _logic.not_of(
+        return logic.not_of(
             levels[p["rule"]], ctx.frames, per_track=p["per_track"], universe=universe
         )
     if kind == "for_at_least":
-        return _logic.for_at_least(levels[p["rule"]], ctx.frames, p["seconds"])
-    return _logic.sequence(
+        return logic.for_at_least(levels[p["rule"]], ctx.frames, p["seconds"])
+    return logic.sequence(
         levels[p["first"]], levels[p["then"]], within_s=p["within_s"], per_track=p["per_track"]
     )
 
@@ -303,18 +282,16 @@ def _zone_entry_rows(ctx: _Context, rule: Rule) -> np.ndarray | None:
     t = ctx.tracks
     mask = ctx.mask(rule)
     if ctx.untracked.any() or rule.anchor == "any":
-        ok = mask & ctx.passes(area, rule.anchor, p.get("mode"))
+        ok = mask & ctx.selects(area, rule.anchor, p.get("mode"))
         if (ok & ctx.untracked).any():
             return None
         okt = ok[t.pos]
     else:
         # Every detection is tracked: test the anchors in track order (shared across rules)
         # and skip the gather of a 1M-row mask.
-        if p.get("mode") is not None and p["mode"] != area.mode:
-            area = Polygon(area.points, mode=p["mode"], normalized=area.normalized)
         u, v = t.anchor(rule.anchor)
         w, h = t.wh()
-        okt = area.contains(u, v, w, h)
+        okt = area.selects(u, v, w, h, mode=p.get("mode"))
         if not mask.all():
             okt &= mask[t.pos]
     idx = np.flatnonzero(okt)
@@ -325,7 +302,7 @@ def _zone_entry_rows(ctx: _Context, rule: Rule) -> np.ndarray | None:
 
 def _zone_hits(ctx: _Context, rows: np.ndarray) -> pd.DataFrame:
     """Raw hits of detection ``rows`` with ``_primary`` (the event's detection)."""
-    hits = spatial._row_hits(ctx.dets.iloc[rows])
+    hits = spatial.row_hits(ctx.dets.iloc[rows])
     hits["_primary"] = rows
     return hits
 
@@ -335,9 +312,7 @@ def _fire(
 ) -> pd.DataFrame:
     f = rule.firing
     mode = "level" if rule.trigger.kind in _INSTANT_TRIGGERS else f.mode
-    if _logic is None:  # pragma: no cover - logic.py is part of the package
-        raise NotImplementedError("firing needs roadlens.ode.logic.fire")
-    return _logic.fire(
+    return logic.fire(
         hits,
         frames,
         mode=mode,
@@ -349,11 +324,18 @@ def _fire(
 
 
 def evaluate_hits(
-    detections: pd.DataFrame, frames: pd.DataFrame | None, rules: RuleSet
+    detections: pd.DataFrame,
+    frames: pd.DataFrame | None,
+    rules: RuleSet,
+    *,
+    shortcuts: bool = True,
 ) -> dict[str, pd.DataFrame]:
-    """Each enabled, emitting rule's fired hits (before they become events), by rule id."""
+    """Each enabled, emitting rule's fired hits (before they become events), by rule id.
+
+    ``shortcuts``: as for :func:`evaluate` (the same hits either way).
+    """
     frames = frames_from_detections(detections) if frames is None else frames
-    return _evaluate_hits(_Context(detections, frames, rules))
+    return _evaluate_hits(_Context(detections, frames, rules), shortcuts=shortcuts)
 
 
 def _plain_level(rule: Rule, mode: str | None = None) -> bool:
@@ -366,9 +348,12 @@ def _plain_level(rule: Rule, mode: str | None = None) -> bool:
     )
 
 
-def _evaluate_hits(ctx: _Context, *, for_events: bool = False) -> dict[str, pd.DataFrame]:
+def _evaluate_hits(
+    ctx: _Context, *, for_events: bool = False, shortcuts: bool = True
+) -> dict[str, pd.DataFrame]:
     """Fired hits by rule id. ``for_events``: the caller only turns them into events, which
-    sorts them by time itself, so plain level firing (a stable sort by time) is skipped."""
+    sorts them by time itself, so plain level firing (a stable sort by time) is skipped.
+    ``shortcuts``: see :func:`evaluate`."""
     rules, frames = ctx.rules, ctx.frames
     read = {c for r in rules.rules for c in r.trigger.children}  # rules composites read
     levels: dict[str, pd.DataFrame] = {}
@@ -380,18 +365,18 @@ def _evaluate_hits(ctx: _Context, *, for_events: bool = False) -> dict[str, pd.D
         if not rule.enabled:
             levels[rid] = empty_hits()
             continue
-        shortcut = _SHORTCUTS and rule.emit and rule.schedule is None and rid not in read
+        shortcut = shortcuts and rule.emit and rule.schedule is None and rid not in read
         if shortcut and for_events and rule.trigger.kind == "cross" and _plain_level(rule):
             # Crossings straight to events: no per-rule sort, dtypes or firing pass (the
             # events are sorted and conformed once for all rules), detections by position.
             p = rule.trigger.params
             tracks, area = ctx.tracks.subset(ctx.mask(rule)), ctx.areas[p.pop("line")]
-            arrays = spatial._cross_fast(tracks, area, rule.anchor, **p)
+            arrays = spatial.crossing_arrays(tracks, area, rule.anchor, **p)
             if arrays is not None:  # rows gathered once for all such rules, below
                 crossings[rid] = arrays
                 fired[rid] = None  # keeps the rule's place
                 continue
-            found = spatial._cross_found(tracks, area, rule.anchor, **p)
+            found = spatial.crossing_rows(tracks, area, rule.anchor, **p)
             fired[rid] = empty_hits() if found is None else found.drop(columns="_key")
             continue
         rows = None
@@ -402,10 +387,10 @@ def _evaluate_hits(ctx: _Context, *, for_events: bool = False) -> dict[str, pd.D
             fired[rid] = None  # keeps the rule's place
             continue
         if rows is not None:
-            entries = spatial._sort_hits(spatial._row_hits(ctx.dets.iloc[rows]))
+            entries = spatial.sort_hits(spatial.row_hits(ctx.dets.iloc[rows]))
             # Edge already applied; cooldown and limits act on the edges as fire() does.
             fired[rid] = (
-                _logic.fire(
+                logic.fire(
                     entries,
                     frames,
                     mode="level",
@@ -427,10 +412,10 @@ def _evaluate_hits(ctx: _Context, *, for_events: bool = False) -> dict[str, pd.D
         if rule.emit:
             if not len(hits):
                 fired[rid] = empty_hits()
-            elif for_events and _SHORTCUTS and _plain_level(rule):
+            elif for_events and shortcuts and _plain_level(rule):
                 fired[rid] = hits
             else:
-                fired[rid] = _fire(hits, frames, rule, ctx.sampled if _SHORTCUTS else None)
+                fired[rid] = _fire(hits, frames, rule, ctx.sampled if shortcuts else None)
     if entries_rows:
         sizes = [len(r) for r in entries_rows.values()]
         table = _zone_hits(ctx, np.concatenate(list(entries_rows.values())))
@@ -441,7 +426,7 @@ def _evaluate_hits(ctx: _Context, *, for_events: bool = False) -> dict[str, pd.D
     if crossings:
         sizes = [len(c["before"]) for c in crossings.values()]
         every = {n: np.concatenate([c[n] for c in crossings.values()]) for n in CROSS_ARRAYS}
-        table = spatial._cross_frame(ctx.dets, every).drop(columns="_key")
+        table = spatial.crossing_arrays_to_rows(ctx.dets, every).drop(columns="_key")
         for rid, a, b in zip(crossings, np.cumsum([0, *sizes[:-1]]), np.cumsum(sizes), strict=True):
             fired[rid] = table.iloc[a:b]
     return fired
@@ -635,6 +620,7 @@ def evaluate(
     rules: RuleSet,
     *,
     model_sha256: str | None = None,
+    shortcuts: bool = True,
 ) -> pd.DataFrame:
     """Events of every enabled, emitting rule, in the EVENTS columns, sorted by
     (video, time, rule, track, event id).
@@ -642,11 +628,14 @@ def evaluate(
     ``frames``: every sampled frame (``video_id, frame_number, pts_sec, captured_at``);
     ``None`` derives them from the detections (then absence can only see frames that have
     some detection). ``model_sha256`` defaults to each event's detection's model hash.
+    ``shortcuts``: take the shortcuts for the common rules (crossings and zone entries
+    straight to events, shared frame positions); False takes the general path (trigger ->
+    hits -> fire -> events) for every rule. The events are the same either way.
     """
     _check_inputs(detections)
     frames = frames_from_detections(detections) if frames is None else frames
     ctx = _Context(detections, frames, rules)
-    fired = _evaluate_hits(ctx, for_events=True)
+    fired = _evaluate_hits(ctx, for_events=True, shortcuts=shortcuts)
     parts = [(rules.rule(rid), hits) for rid, hits in fired.items() if len(hits)]
     if not parts:
         return _empty_events()
@@ -672,7 +661,8 @@ def evaluate_to_table(
     rules: RuleSet,
     *,
     model_sha256: str | None = None,
+    shortcuts: bool = True,
 ) -> pa.Table:
     """:func:`evaluate` as an Arrow table conformed to ``roadlens.schema.EVENTS``."""
-    df = evaluate(detections, frames, rules, model_sha256=model_sha256)
+    df = evaluate(detections, frames, rules, model_sha256=model_sha256, shortcuts=shortcuts)
     return conform(pa.Table.from_pandas(df, schema=EVENTS, preserve_index=False), EVENTS)

@@ -198,11 +198,17 @@ class Polyline:
 
 
 class Polygon:
-    """A polygon zone; ``mode="exclude"`` passes points outside it.
+    """A polygon zone.
 
-    >>> zone = Polygon([(0, 0), (10, 0), (10, 10), (0, 10)])
-    >>> zone.contains(np.array([5.0, 15.0]), np.array([5.0, 5.0])).tolist()
-    [True, False]
+    The geometric questions ignore ``mode``: :meth:`contains` (points in the polygon or
+    on its boundary), :meth:`touches_boxes` and :meth:`covers_boxes`. The zone questions
+    apply it: :meth:`selects` and :meth:`selects_boxes` pass what is inside the polygon
+    (``mode="include"``) or outside it (``mode="exclude"``).
+
+    >>> zone = Polygon([(0, 0), (10, 0), (10, 10), (0, 10)], mode="exclude")
+    >>> u, v = np.array([5.0, 15.0]), np.array([5.0, 5.0])
+    >>> zone.contains(u, v).tolist(), zone.selects(u, v).tolist()
+    ([True, False], [False, True])
     """
 
     def __init__(
@@ -240,14 +246,14 @@ class Polygon:
         w, h = _scale(len(u), width, height)
         return u / w, v / h
 
-    def inside(
+    def contains(
         self,
         u: np.ndarray,
         v: np.ndarray,
         width: np.ndarray | float | None = None,
         height: np.ndarray | float | None = None,
     ) -> np.ndarray:
-        """True where the point is in the polygon or on its boundary (ignores ``mode``)."""
+        """True where the point is in the polygon or on its boundary, whatever ``mode``."""
         uu, vv = self._norm(u, v, width, height)
         # A cheap bounding-box test first: shapely only sees the points that may be inside.
         x0, y0, x1, y1 = self.geometry.bounds
@@ -259,16 +265,19 @@ class Polygon:
         out[cand] = shapely.intersects_xy(self.geometry, uu[cand], vv[cand])
         return out
 
-    def contains(
+    def selects(
         self,
         u: np.ndarray,
         v: np.ndarray,
         width: np.ndarray | float | None = None,
         height: np.ndarray | float | None = None,
+        *,
+        mode: Literal["include", "exclude"] | None = None,
     ) -> np.ndarray:
-        """True where the point passes the zone: inside (include) or outside (exclude)."""
-        inside = self.inside(u, v, width, height)
-        return inside if self.mode == "include" else ~inside
+        """True where the point passes the zone: in the polygon (include) or not in it
+        (exclude). ``mode`` overrides the polygon's own."""
+        inside = self.contains(u, v, width, height)
+        return inside if (mode or self.mode) == "include" else ~inside
 
     def touches_boxes(
         self,
@@ -279,25 +288,37 @@ class Polygon:
         width: np.ndarray | float | None = None,
         height: np.ndarray | float | None = None,
     ) -> np.ndarray:
-        """Anchor ``any``: True where any part of the box is in the polygon (include) or
-        any part is outside it (exclude)."""
+        """True where some part of the box is in the polygon or on its boundary (overlap,
+        containment either way, touching), whatever ``mode``."""
         a, b = self._norm(x1, y1, width, height)
         c, d = self._norm(x2, y2, width, height)
         x0, y0, x1, y1 = self.geometry.bounds
-        overlaps = (c >= x0) & (a <= x1) & (d >= y0) & (b <= y1)
-        if self.mode == "include":
-            # Boxes off the polygon's bounding box cannot touch it: no geometry built for them.
-            cand = np.flatnonzero(overlaps)
-            out = np.zeros(len(a), dtype=bool)
-            out[cand] = shapely.intersects(
-                self.geometry, shapely.box(a[cand], b[cand], c[cand], d[cand])
-            )
-            return out
-        # Exclude: some part outside. Boxes not within the bounding box surely qualify.
-        within = (a >= x0) & (c <= x1) & (b >= y0) & (d <= y1)
-        out = ~within
-        cand = np.flatnonzero(within)
-        out[cand] = ~shapely.covers(self.geometry, shapely.box(a[cand], b[cand], c[cand], d[cand]))
+        # Boxes off the polygon's bounding box cannot touch it: no geometry built for them.
+        cand = np.flatnonzero((c >= x0) & (a <= x1) & (d >= y0) & (b <= y1))
+        out = np.zeros(len(a), dtype=bool)
+        out[cand] = shapely.intersects(
+            self.geometry, shapely.box(a[cand], b[cand], c[cand], d[cand])
+        )
+        return out
+
+    def covers_boxes(
+        self,
+        x1: np.ndarray,
+        y1: np.ndarray,
+        x2: np.ndarray,
+        y2: np.ndarray,
+        width: np.ndarray | float | None = None,
+        height: np.ndarray | float | None = None,
+    ) -> np.ndarray:
+        """True where the whole box is in the polygon (its boundary counts as in), whatever
+        ``mode``."""
+        a, b = self._norm(x1, y1, width, height)
+        c, d = self._norm(x2, y2, width, height)
+        x0, y0, x1, y1 = self.geometry.bounds
+        # Only boxes within the polygon's bounding box can be covered by it.
+        cand = np.flatnonzero((a >= x0) & (c <= x1) & (b >= y0) & (d <= y1))
+        out = np.zeros(len(a), dtype=bool)
+        out[cand] = shapely.covers(self.geometry, shapely.box(a[cand], b[cand], c[cand], d[cand]))
         return out
 
     def signed_distance(
@@ -313,7 +334,7 @@ class Polygon:
         d = shapely.distance(self.boundary, shapely.points(uu, vv))
         return np.where(shapely.intersects_xy(self.geometry, uu, vv), d, -d)
 
-    def passes(
+    def selects_boxes(
         self,
         x1: np.ndarray,
         y1: np.ndarray,
@@ -322,12 +343,26 @@ class Polygon:
         anchor: str,
         width: np.ndarray | float | None = None,
         height: np.ndarray | float | None = None,
+        *,
+        mode: Literal["include", "exclude"] | None = None,
     ) -> np.ndarray:
-        """Membership of boxes by ``anchor`` (one of the 9 points, or ``"any"``)."""
+        """True where the box passes the zone by ``anchor`` (one of the 9 points, see
+        :meth:`selects`, or ``"any"``: some part of the box in the polygon for include,
+        some part outside it for exclude). ``mode`` overrides the polygon's own.
+
+        >>> zone = Polygon([(0, 0), (10, 0), (10, 10), (0, 10)], mode="exclude")
+        >>> box = [np.array([8.0])] * 2 + [np.array([18.0])] * 2  # half in, half out
+        >>> zone.selects_boxes(*box, "any").tolist(), zone.selects_boxes(*box, "center").tolist()
+        ([True], [True])
+        >>> zone.selects_boxes(*box, "top_left").tolist()
+        [False]
+        """
         if anchor == "any":
-            return self.touches_boxes(x1, y1, x2, y2, width, height)
+            if (mode or self.mode) == "include":
+                return self.touches_boxes(x1, y1, x2, y2, width, height)
+            return ~self.covers_boxes(x1, y1, x2, y2, width, height)
         u, v = anchor_points(x1, y1, x2, y2, anchor)
-        return self.contains(u, v, width, height)
+        return self.selects(u, v, width, height, mode=mode)
 
 
 Area = Line | Polyline | Polygon

@@ -33,12 +33,18 @@ from roadlens.ode.hits import conform_hits, empty_hits
 
 __all__ = [
     "HomographyError",
+    "TrackTable",
     "as_homography",
     "cross",
+    "crossing_arrays",
+    "crossing_arrays_to_rows",
+    "crossing_rows",
     "direction",
     "distance",
     "homography_from_points",
     "intersection",
+    "row_hits",
+    "sort_hits",
     "speed",
     "stopped",
     "to_ground",
@@ -184,10 +190,23 @@ def _ids(*cols: pd.Series | np.ndarray) -> list[list[str]]:
     return np.column_stack([np.asarray(c, dtype=object) for c in cols]).tolist()
 
 
-def _row_hits(
+def row_hits(
     df: pd.DataFrame, value: np.ndarray | float = 1.0, direction: object = None
 ) -> pd.DataFrame:
-    """One hit per detection row of ``df``."""
+    """One hit per detection row of ``df``, in row order, conformed to ``HIT_COLUMNS``.
+
+    ``df`` needs ``detection_id``, ``video_id``, ``frame_number``, ``pts_sec``,
+    ``captured_at`` and ``track_id``; ``value`` (one per row, or one for all) and
+    ``direction`` (one for all; None: null) fill the hit columns of those names.
+
+    >>> d = pd.DataFrame({"detection_id": ["a", "b"], "video_id": "v", "track_id": 7,
+    ...     "frame_number": [3, 0], "pts_sec": [0.3, 0.0],
+    ...     "captured_at": pd.to_datetime([0.3, 0.0], unit="s", utc=True)})
+    >>> row_hits(d, np.array([2.0, 1.0]))[["frame_number", "value", "detection_ids"]]
+       frame_number  value detection_ids
+    0             3    2.0           [a]
+    1             0    1.0           [b]
+    """
     if df.empty:
         return empty_hits()
     out = pd.DataFrame(
@@ -205,7 +224,15 @@ def _row_hits(
     return conform_hits(out)
 
 
-def _sort_hits(hits: pd.DataFrame) -> pd.DataFrame:
+def sort_hits(hits: pd.DataFrame) -> pd.DataFrame:
+    """``hits`` in the order triggers return them: by video, time, frame and track (stable;
+    frame-level hits, with a null track, first), on a fresh 0..n-1 index.
+
+    >>> hits = pd.DataFrame({"video_id": "v", "pts_sec": [0.3, 0.0, 0.0],
+    ...                      "frame_number": [3, 0, 0], "track_id": [1, 2, None]})
+    >>> sort_hits(hits)["track_id"].tolist()
+    [nan, 2.0, 1.0]
+    """
     order = ["video_id", "pts_sec", "frame_number", "track_id"]
     return hits.sort_values(order, kind="stable", na_position="first").reset_index(drop=True)
 
@@ -280,7 +307,7 @@ def _crossings(
     return {"k": k[keep], "f": f[keep], "t": t[keep], "side": side[keep]}
 
 
-def _cross_arrays(
+def _area_crossing_arrays(
     t: TrackTable,
     u: np.ndarray,
     v: np.ndarray,
@@ -315,9 +342,11 @@ def _cross_arrays(
     }
 
 
-def _cross_frame(d: pd.DataFrame, c: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Crossing arrays (:func:`_cross_arrays`, possibly of several rules concatenated) as
-    raw hit rows, with ``_key`` and ``_primary``; only their own rows of ``d`` are read."""
+def crossing_arrays_to_rows(d: pd.DataFrame, c: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Crossing arrays (:func:`crossing_arrays`, possibly of several rules concatenated) as
+    raw hit rows (hit columns before :func:`roadlens.ode.hits.conform_hits`) with ``_key``
+    (the track's key) and ``_primary`` (row in ``d`` of the event's detection); only the
+    rows of ``d`` that the crossings name are read. See :func:`crossing_arrays`."""
     before, after, f = c["before"], c["after"], c["f"]
     n = len(before)
     cap = d["captured_at"]
@@ -348,7 +377,7 @@ def _cross_frame(d: pd.DataFrame, c: dict[str, np.ndarray]) -> pd.DataFrame:
     )
 
 
-def _cross_one(
+def _area_crossing_rows(
     t: TrackTable,
     u: np.ndarray,
     v: np.ndarray,
@@ -356,10 +385,11 @@ def _cross_one(
     hysteresis_px: float,
     hysteresis_s: float,
 ) -> pd.DataFrame:
-    return _cross_frame(t.dets, _cross_arrays(t, u, v, area, hysteresis_px, hysteresis_s))
+    arrays = _area_crossing_arrays(t, u, v, area, hysteresis_px, hysteresis_s)
+    return crossing_arrays_to_rows(t.dets, arrays)
 
 
-def _cross_fast(
+def crossing_arrays(
     t: TrackTable,
     area: Line | Polyline | Polygon,
     anchor: str,
@@ -368,8 +398,26 @@ def _cross_fast(
     count: str = "every",
     directions: Sequence[str] = ("in", "out"),
 ) -> dict[str, np.ndarray] | None:
-    """:func:`cross` as :func:`_cross_arrays` when no table work is needed (one line or
-    polygon, every crossing, both directions); None otherwise (use :func:`_cross_found`)."""
+    """:func:`cross`'s crossings of the tracks ``t`` as arrays, when no table work is
+    needed (one line or polygon, ``count="every"``, both directions); None otherwise (then
+    use :func:`crossing_rows`).
+
+    The arrays, one entry per crossing: ``before`` and ``after`` (rows in ``t.dets`` of the
+    samples around it), ``f`` (fraction of the way from before to after), ``t``
+    (interpolated time), ``side`` (+1: ended on the ``in`` side) and ``key`` (the track's
+    key). :func:`crossing_arrays_to_rows` turns them into hit rows.
+
+    >>> from roadlens.ode.geometry import Line
+    >>> d = pd.DataFrame({"detection_id": ["a", "b"], "video_id": "v", "track_id": 1,
+    ...     "frame_number": [0, 1], "pts_sec": [0.0, 1.0],
+    ...     "captured_at": pd.to_datetime([0, 1], unit="s", utc=True),
+    ...     "x1": 0.0, "x2": 10.0, "y1": [0.0, 20.0], "y2": [5.0, 25.0]})
+    >>> arrays = crossing_arrays(TrackTable(d), Line((0, 10), (100, 10)), "bottom_center")
+    >>> {n: arrays[n].tolist() for n in ("before", "after", "f", "side")}
+    {'before': [0], 'after': [1], 'f': [0.25], 'side': [1]}
+    >>> crossing_arrays_to_rows(d, arrays)[["pts_sec", "direction", "_primary"]].values.tolist()
+    [[0.25, 'in', 1]]
+    """
     if isinstance(area, Polyline) or count != "every" or not {"in", "out"} <= set(directions):
         return None
     if not len(t):
@@ -378,7 +426,7 @@ def _cross_fast(
             "t": np.array([], dtype=float),
         }
     u, v = t.anchor(anchor)
-    return _cross_arrays(t, u, v, area, hysteresis_px, hysteresis_s)
+    return _area_crossing_arrays(t, u, v, area, hysteresis_px, hysteresis_s)
 
 
 def cross(
@@ -401,7 +449,7 @@ def cross(
     ``count="once"`` keeps each track's first crossing. ``tracks``: a :class:`TrackTable`
     of ``dets`` already built (the engine shares one across rules); the same results.
     """
-    found = _cross_found(
+    found = crossing_rows(
         TrackTable(dets) if tracks is None else tracks,
         area,
         anchor,
@@ -412,32 +460,45 @@ def cross(
     )
     if found is None or found.empty:
         return empty_hits()
-    return _sort_hits(conform_hits(found.drop(columns=["_key", "_primary"])))
+    return sort_hits(conform_hits(found.drop(columns=["_key", "_primary"])))
 
 
-def _cross_found(
+def crossing_rows(
     t: TrackTable,
     area: Line | Polyline | Polygon,
     anchor: str,
-    hysteresis_px: float,
-    hysteresis_s: float,
-    count: str,
-    directions: Sequence[str],
+    hysteresis_px: float = 0.0,
+    hysteresis_s: float = 0.0,
+    count: str = "every",
+    directions: Sequence[str] = ("in", "out"),
 ) -> pd.DataFrame | None:
-    """:func:`cross`'s crossings before the final sort and dtypes, with ``_key`` (track) and
-    ``_primary`` (row in ``t.dets`` of the event's detection); None when nothing is tracked."""
+    """:func:`cross`'s crossings of the tracks ``t`` before the final sort and dtypes, with
+    ``_key`` (the track's key) and ``_primary`` (row in ``t.dets`` of the event's
+    detection); None when nothing is tracked. Any area, count and directions.
+
+    >>> from roadlens.ode.geometry import Polyline
+    >>> d = pd.DataFrame({"detection_id": ["a", "b"], "video_id": "v", "track_id": 1,
+    ...     "frame_number": [0, 1], "pts_sec": [0.0, 1.0],
+    ...     "captured_at": pd.to_datetime([0, 1], unit="s", utc=True),
+    ...     "x1": 0.0, "x2": 10.0, "y1": [0.0, 20.0], "y2": [5.0, 25.0]})
+    >>> rows = crossing_rows(TrackTable(d), Polyline([(0, 10), (50, 10), (100, 10)]), "center")
+    >>> rows[["frame_number", "direction", "detection_ids", "_primary"]].values.tolist()
+    [[1, 'in', ['a', 'b'], 1]]
+    """
     if not len(t):
         return None
     u, v = t.anchor(anchor)
     if isinstance(area, Polyline):
         # Each segment is its own line (bounded, same in_side); a crossing exactly at a
         # vertex is reported once.
-        parts = [_cross_one(t, u, v, seg, hysteresis_px, hysteresis_s) for seg in area.segments]
+        parts = [
+            _area_crossing_rows(t, u, v, seg, hysteresis_px, hysteresis_s) for seg in area.segments
+        ]
         found = pd.concat(parts, ignore_index=True)
         found = found.sort_values(["_key", "pts_sec"], kind="stable")
         found = found.drop_duplicates(["_key", "frame_number", "direction"])
     else:
-        found = _cross_one(t, u, v, area, hysteresis_px, hysteresis_s)
+        found = _area_crossing_rows(t, u, v, area, hysteresis_px, hysteresis_s)
     if not {"in", "out"} <= set(directions):
         found = found[found["direction"].isin(list(directions))]
     if count == "once":
@@ -461,18 +522,9 @@ def zone(
     track, the events are zone entries."""
     if dets.empty:
         return empty_hits()
-    poly = (
-        area
-        if mode is None or mode == area.mode
-        else Polygon(
-            area.points,
-            mode=mode,
-            normalized=area.normalized,
-        )
-    )
     w, h = _wh(dets)
-    ok = poly.passes(dets["x1"], dets["y1"], dets["x2"], dets["y2"], anchor, w, h)
-    return _sort_hits(_row_hits(dets[ok]))
+    ok = area.selects_boxes(dets["x1"], dets["y1"], dets["x2"], dets["y2"], anchor, w, h, mode=mode)
+    return sort_hits(row_hits(dets[ok]))
 
 
 # --- A x B pairs -------------------------------------------------------------------------------
@@ -510,7 +562,7 @@ def _pair_hits(p: pd.DataFrame, value: np.ndarray) -> pd.DataFrame:
             "detection_ids": _ids(p["detection_id_a"], p["detection_id_b"]),
         }
     )
-    return _sort_hits(conform_hits(out))
+    return sort_hits(conform_hits(out))
 
 
 def intersection(
@@ -797,7 +849,7 @@ def direction(
     else:
         in_range = (heading >= lo) | (heading <= hi)
     ok = in_range & (np.hypot(du, dv) >= min_distance_px)
-    return _sort_hits(_row_hits(df[ok], heading[ok]))
+    return sort_hits(row_hits(df[ok], heading[ok]))
 
 
 def speed(
@@ -831,7 +883,7 @@ def speed(
         return empty_hits()
     sp = _speed(du, dv, dt, mpp)
     ok = (sp >= min) & (sp <= (np.inf if max is None else max))
-    return _sort_hits(_row_hits(df[ok], sp[ok]))
+    return sort_hits(row_hits(df[ok], sp[ok]))
 
 
 def stopped(
@@ -864,4 +916,4 @@ def stopped(
     run_start = pd.Series(start_t).groupby(run).transform("first").to_numpy()
     dur = np.where(slow, pts - run_start, np.nan)
     ok = slow & (dur >= min_seconds)
-    return _sort_hits(_row_hits(df[ok], dur[ok]))
+    return sort_hits(row_hits(df[ok], dur[ok]))
