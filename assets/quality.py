@@ -18,7 +18,6 @@ PostgreSQL sink is on, in the gated step itself, so they are there even when the
 blocks the sinks.
 """
 
-import os
 from collections.abc import Mapping, Sequence
 
 import dagster as dg
@@ -28,6 +27,7 @@ from resources.sinks import SinksResource
 from roadlens.lake import ParquetLake
 from roadlens.pipeline import StageOutcome
 from roadlens.quality.gate import read_quarantine
+from roadlens.settings import env_number
 from roadlens.sinks.base import SinkError
 
 DEFAULT_MAX_QUARANTINE_SHARE = 0.05
@@ -35,16 +35,13 @@ DEFAULT_MAX_QUARANTINE_SHARE = 0.05
 
 def max_quarantine_share() -> float:
     """``$ROADLENS_MAX_QUARANTINE_SHARE`` in [0, 1], default 0.05."""
-    raw = os.environ.get("ROADLENS_MAX_QUARANTINE_SHARE", "").strip()
-    if not raw:
-        return DEFAULT_MAX_QUARANTINE_SHARE
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"ROADLENS_MAX_QUARANTINE_SHARE={raw!r}: expected a number in [0, 1]")
-    return value
+    return env_number(
+        "ROADLENS_MAX_QUARANTINE_SHARE",
+        DEFAULT_MAX_QUARANTINE_SHARE,
+        kind=float,
+        minimum=0,
+        maximum=1,
+    )
 
 
 def gate_check_spec(asset: str, name: str, *, blocking: bool) -> dg.AssetCheckSpec:

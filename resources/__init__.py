@@ -1,7 +1,7 @@
 """Dagster resources: thin configuration shells over ``roadlens`` objects."""
 
 from resources.detector import DetectorResource
-from resources.lake import LakeResource, roadlens_home
+from resources.lake import LakeResource
 from resources.sinks import SinksResource
 from resources.sources import SourcesResource
 
@@ -10,5 +10,4 @@ __all__ = [
     "LakeResource",
     "SinksResource",
     "SourcesResource",
-    "roadlens_home",
 ]

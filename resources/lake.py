@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import dagster as dg
 
 from roadlens.lake import ParquetLake
-
-
-def roadlens_home() -> Path:
-    """``ROADLENS_HOME`` (default ``./.roadlens``): the lake, media and the default DAGSTER_HOME."""
-    return Path(os.environ.get("ROADLENS_HOME", ".roadlens")).resolve()
+from roadlens.settings import roadlens_home
 
 
 class LakeResource(dg.ConfigurableResource):

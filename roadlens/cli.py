@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 import duckdb
 import numpy as np
 
+from roadlens.settings import roadlens_home
+
 if TYPE_CHECKING:
     import dagster as dg
 
@@ -27,17 +29,13 @@ if TYPE_CHECKING:
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _home() -> Path:
-    return Path(os.environ.get("ROADLENS_HOME", ".roadlens")).resolve()
-
-
 def _lake_root(args: argparse.Namespace) -> Path:
-    return Path(args.lake or os.environ.get("ROADLENS_LAKE") or _home() / "lake").resolve()
+    return Path(args.lake or os.environ.get("ROADLENS_LAKE") or roadlens_home() / "lake").resolve()
 
 
 def _prepare_dagster_home() -> Path:
     """Default ``DAGSTER_HOME`` to ``$ROADLENS_HOME/dagster`` with the project's embedded config."""
-    home = Path(os.environ.get("DAGSTER_HOME") or _home() / "dagster").resolve()
+    home = Path(os.environ.get("DAGSTER_HOME") or roadlens_home() / "dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
@@ -496,7 +494,7 @@ def cmd_train_demo(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from roadlens.synth import render_drive_set
 
-    home = _home()
+    home = roadlens_home()
     landing = home / "landing"
     print(
         f"rendering {args.clips} synthetic dashcam clips of {args.seconds:.0f} s into {landing} ..."
@@ -684,7 +682,7 @@ def cmd_detect_server(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
         api_key_env=args.api_key_env,
         warmup=parse_sizes(args.warmup),
-        cache_dir=str(_home()),
+        cache_dir=str(roadlens_home()),
     )
     serve(config, host=args.host, port=args.port)
     return 0
@@ -773,7 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-demo", help="train the demo detector on synthetic scenes")
     p.add_argument("--out", default=str(PROJECT_ROOT / "models" / "roadlens-det.pt"))
-    p.add_argument("--work-dir", default=str(_home() / "train"))
+    p.add_argument("--work-dir", default=str(roadlens_home() / "train"))
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--imgsz", type=int, default=512)
     p.set_defaults(func=cmd_train_demo)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-__all__ = ["KEYWORD_PASSWORD", "redact", "scrub", "secrets_of"]
+__all__ = ["KEYWORD_PASSWORD", "redact", "scrub", "secrets_of", "url_origin"]
 
 KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 """A libpq ``password=value`` keyword; group 2 is the (possibly quoted) value."""
@@ -62,6 +62,21 @@ def _redact_url(url: str) -> str:
         ]
         parts = parts._replace(query=urlencode(query, safe="*"))
     return urlunsplit(parts) if password is not None or parts.query else url
+
+
+def url_origin(url: str) -> str:
+    """Scheme, host and port only, for URLs whose path or query may be the secret.
+
+    A webhook URL often carries its token in the path (``/services/T0/B0/XXXX``), which
+    :func:`redact` keeps; logs and errors about such a URL show only where it points.
+
+    >>> url_origin("https://hooks.example.com:8443/services/T0/B0/s3cret?sig=1")
+    'https://hooks.example.com:8443/…'
+    >>> url_origin("http://user:pw@127.0.0.1/hook")
+    'http://127.0.0.1/…'
+    """
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}/…"
 
 
 def secrets_of(value: str) -> list[str]:

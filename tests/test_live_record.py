@@ -37,14 +37,14 @@ from roadlens.live import (
     read_status,
     source_kind,
 )
-from roadlens.live.record import default_ffmpeg
 from roadlens.redact import redact
 from roadlens.registry import list_candidates, probe_video_record
 from roadlens.video import probe
+from roadlens.video.ffmpeg import ffmpeg_exe
 
 FPS = 10
 SECONDS = 8
-FFMPEG = default_ffmpeg()
+FFMPEG = ffmpeg_exe()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ Latency settings (docs/live.md, "Latency"):
 """
 
 import json
-import os
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -37,6 +36,7 @@ from assets.jobs_config import JOB_ASSET_NAMES
 from orchestration.jobs import gpu_run_tags, microbatch_execution_config, spine_job
 from resources import SourcesResource
 from roadlens.registry import batch_run_key, list_candidates, probe_video_record
+from roadlens.settings import env_number
 from roadlens.video import VideoError
 
 SENSOR_INTERVAL_ENV = "ROADLENS_SENSOR_INTERVAL_S"
@@ -57,17 +57,7 @@ def sensor_interval_s(environ: Mapping[str, str] | None = None) -> int:
     >>> sensor_interval_s({}), sensor_interval_s({"ROADLENS_SENSOR_INTERVAL_S": "5"})
     (15, 5)
     """
-    env = os.environ if environ is None else environ
-    raw = env.get(SENSOR_INTERVAL_ENV, "").strip()
-    if not raw:
-        return DEFAULT_SENSOR_INTERVAL_S
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{SENSOR_INTERVAL_ENV}={raw!r}: expected a whole number of seconds >= 1")
-    return value
+    return env_number(SENSOR_INTERVAL_ENV, DEFAULT_SENSOR_INTERVAL_S, minimum=1, env=environ)
 
 
 def max_queued_microbatches(environ: Mapping[str, str] | None = None) -> int:
@@ -78,17 +68,7 @@ def max_queued_microbatches(environ: Mapping[str, str] | None = None) -> int:
     >>> max_queued_microbatches({}), max_queued_microbatches({"ROADLENS_MICROBATCH_MAX_QUEUED": "0"})
     (1, 0)
     """
-    env = os.environ if environ is None else environ
-    raw = env.get(MAX_QUEUED_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_QUEUED
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"{MAX_QUEUED_ENV}={raw!r}: expected a whole number >= 0")
-    return value
+    return env_number(MAX_QUEUED_ENV, DEFAULT_MAX_QUEUED, minimum=0, env=environ)
 
 
 def waiting_microbatches(instance: dg.DagsterInstance) -> int:

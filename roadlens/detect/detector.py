@@ -31,6 +31,7 @@ from roadlens.detect.openvino_engine import OpenVINOEngine, ir_file
 from roadlens.detect.tracking import MotionTracker, TrackerConfig, class_groups
 from roadlens.detect.weights import DEMO_WEIGHTS, WeightsError, check_weights
 from roadlens.schema import RAW_DETECTIONS, conform
+from roadlens.settings import roadlens_home
 from roadlens.video.sample import SampledFrame
 
 log = logging.getLogger(__name__)
@@ -263,10 +264,8 @@ class Detector:
     # -- model loading ------------------------------------------------------------------
 
     def _cache_dir(self) -> Path:
-        root = (
-            Path(self.config.cache_dir or os.environ.get("ROADLENS_HOME", ".roadlens"))
-            / "model-cache"
-        )
+        home = Path(self.config.cache_dir) if self.config.cache_dir else roadlens_home()
+        root = home / "model-cache"
         return root / self.model_sha256[:16]
 
     def _model_for(self, shape: tuple[int, int]) -> object:

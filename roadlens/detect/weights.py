@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roadlens.camera import ALL_CLASSES
+from roadlens.settings import roadlens_home
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 DEMO_WEIGHTS = REPO_MODELS / "roadlens-det.pt"
@@ -57,10 +58,6 @@ class ResolvedWeights:
     path: str
     demo_fallback: bool = False
     note: str | None = None
-
-
-def roadlens_home() -> Path:
-    return Path(os.environ.get("ROADLENS_HOME", ".roadlens")).resolve()
 
 
 def check_weights(path: str | os.PathLike[str]) -> Path:

@@ -66,16 +66,17 @@ from pathlib import Path
 from typing import IO, Literal
 from urllib.parse import urlsplit
 
+from roadlens.atomic import write_text_atomic
 from roadlens.ids import slugify
 from roadlens.live.status import (
     RecorderState,
     RecorderStatus,
     read_status,
-    write_atomic,
     write_status,
 )
 from roadlens.redact import redact
 from roadlens.video import mp4
+from roadlens.video.ffmpeg import ffmpeg_exe
 
 DONE_SUFFIX = ".done"
 PART_PREFIX = ".roadlens-part-"
@@ -241,7 +242,8 @@ class RecorderConfig:
         heartbeat_s: Status file refresh interval.
         stop_timeout_s: How long a stop waits for ffmpeg to finish the last segment
             before killing it (the unfinished segment is then discarded).
-        ffmpeg: ffmpeg executable; default imageio-ffmpeg's bundled binary.
+        ffmpeg: ffmpeg executable; default :func:`roadlens.video.ffmpeg.ffmpeg_exe`
+            (imageio-ffmpeg's bundled binary unless ``IMAGEIO_FFMPEG_EXE`` names another).
     """
 
     source: str
@@ -277,13 +279,6 @@ def backoff_delay(
     """
     ceiling = min(max_s, base_s * 2 ** max(attempt - 1, 0))
     return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
-
-
-def default_ffmpeg() -> str:
-    """imageio-ffmpeg's bundled ffmpeg binary."""
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 @lru_cache(maxsize=8)
@@ -405,7 +400,7 @@ class Recorder:
             raise FileNotFoundError(f"{config.source}: no such video file")
         self.out_dir = Path(config.out_dir)
         self.source_id = slugify(config.source_id or self.out_dir.resolve().name)
-        self.ffmpeg = config.ffmpeg or default_ffmpeg()
+        self.ffmpeg = config.ffmpeg or ffmpeg_exe()
         self.on_chunk = on_chunk
         self.log = log
         self.chunks: list[Chunk] = []
@@ -674,7 +669,7 @@ class Recorder:
             ffmpeg_run=run.number,
             codec=run.codec,
         )
-        write_atomic(final.with_name(final.name + DONE_SUFFIX), marker.to_json())
+        write_text_atomic(final.with_name(final.name + DONE_SUFFIX), marker.to_json())
         chunk = Chunk(final, index, start, duration_s, final.stat().st_size, run.number)
         self.chunks.append(chunk)
         run.published += 1

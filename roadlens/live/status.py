@@ -1,7 +1,7 @@
 """The recorder's state machine and its status/heartbeat file.
 
 Each recorded source has one JSON status file next to its chunks
-(``<out>/_status.json``), rewritten atomically (temporary file + :func:`os.replace`) on
+(``<out>/_status.json``), rewritten atomically (:func:`roadlens.atomic.write_text_atomic`) on
 every state change and at least once per heartbeat interval, so a reader (a sensor, a
 REST service, ``cat``) never sees a half-written file.
 
@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+
+from roadlens.atomic import write_text_atomic
 
 STATUS_FILE = "_status.json"
 """Name of the status/heartbeat file inside a recorder's output folder."""
@@ -106,7 +108,7 @@ class RecorderStatus:
 def write_status(out_dir: str | os.PathLike[str], status: RecorderStatus) -> Path:
     """Atomically (re)write ``<out_dir>/_status.json``; return its path."""
     path = Path(out_dir) / STATUS_FILE
-    write_atomic(path, status.to_json())
+    write_text_atomic(path, status.to_json())
     return path
 
 
@@ -117,16 +119,6 @@ def read_status(out_dir: str | os.PathLike[str]) -> RecorderStatus:
         FileNotFoundError: no recorder has written to ``out_dir`` yet.
     """
     return RecorderStatus.from_json((Path(out_dir) / STATUS_FILE).read_text())
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a hidden temporary file next to ``path``, then rename it over."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _iso(value: datetime) -> str:

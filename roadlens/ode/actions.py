@@ -30,9 +30,7 @@ import ssl
 import subprocess
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -45,8 +43,11 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from roadlens.atomic import move_into_place, temp_beside, write_text_atomic
 from roadlens.lake import EVENTS_TABLE, ParquetLake, WriteStats, safe_segment
+from roadlens.redact import url_origin
 from roadlens.schema import EVENTS, conform
+from roadlens.video.ffmpeg import ffmpeg_exe
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def _tmp_next_to(path: Path) -> Path:
     # Same folder as the target, so os.replace is an atomic rename on one file system; the
     # suffix is kept because OpenCV and ffmpeg choose the format from it.
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp{path.suffix}")
+    return temp_beside(path, keep_suffix=True)
 
 
 def _write_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> None:
@@ -136,18 +137,14 @@ def _write_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> None:
     try:
         if not cv2.imwrite(str(tmp), image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)]):
             raise OSError(f"cannot write JPEG {path}")
-        os.replace(tmp, path)
+        move_into_place(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def _write_json(path: Path, data: object) -> None:
-    tmp = _tmp_next_to(path)
-    try:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 # --- configuration (the rule's `capture` and `actions`) -------------------------------------
@@ -559,13 +556,6 @@ def _with_media(events: pd.DataFrame, paths: Mapping[str, Sequence[str]]) -> pd.
 # --- record ----------------------------------------------------------------------------------
 
 
-def ffmpeg_exe() -> str:
-    """The bundled ffmpeg binary of ``imageio-ffmpeg``."""
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
 def record_clip(
     video_path: str | Path,
     t_sec: float,
@@ -649,7 +639,7 @@ def record_clip(
             log.info(
                 "stream copy of %s failed, re-encoding: %s", video_path, done.stderr.strip()[-200:]
             )
-        os.replace(tmp, out)
+        move_into_place(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return out
@@ -794,7 +784,7 @@ def annotate(
             raise ValueError(f"annotate: no readable frames for {out}")
         writer.release()
         writer = None
-        os.replace(tmp, out)
+        move_into_place(tmp, out)
     finally:
         if writer is not None:
             writer.release()
@@ -1007,12 +997,6 @@ def _smtp_reply(exc: BaseException, password: str | None) -> str:
     return text
 
 
-def _redact(url: str) -> str:
-    """Scheme, host and port only: paths and queries of webhooks often carry tokens."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}/…"
-
-
 def notify_webhook(
     events: pd.DataFrame,
     *,
@@ -1059,9 +1043,9 @@ def notify_webhook(
             reason = getattr(exc, "reason", exc)
             last = f"{type(reason).__name__}"
         if attempt < retries:
-            log.info("webhook %s: %s, retry %d/%d", _redact(url), last, attempt + 1, retries)
+            log.info("webhook %s: %s, retry %d/%d", url_origin(url), last, attempt + 1, retries)
             time.sleep(backoff_s * 2**attempt)
-    raise NotifyError(f"webhook {_redact(url)}: {last} after {attempt + 1} attempt(s)")
+    raise NotifyError(f"webhook {url_origin(url)}: {last} after {attempt + 1} attempt(s)")
 
 
 # --- custom ----------------------------------------------------------------------------------

@@ -30,20 +30,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from roadlens.settings import env_number, roadlens_home
+
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # JSON requests only: sources, recorders, queries
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, not {raw!r}") from exc
-    if not value > 0:
-        raise ValueError(f"{name} must be positive, not {raw!r}")
-    return value
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    """``name`` as a number > 0 (:func:`~roadlens.settings.env_number`), else ``default``."""
+    return env_number(name, default, kind=float, above=0, env=env)
 
 
 @dataclass(frozen=True)
@@ -102,7 +96,7 @@ class ServiceSettings:
             ValueError: a numeric variable is not a positive number.
         """
         env = os.environ if env is None else env
-        home = Path(env.get("ROADLENS_HOME", ".roadlens")).resolve()
+        home = roadlens_home(env)
         lake = Path(lake_root or env.get("ROADLENS_LAKE") or home / "lake").resolve()
         landing = Path(env.get("ROADLENS_LANDING") or home / "landing").resolve()
         key_file = env.get("ROADLENS_API_KEY_FILE", "").strip()
@@ -112,14 +106,14 @@ class ServiceSettings:
             landing=landing,
             api_keys=env.get("ROADLENS_API_KEYS", "").strip(),
             api_key_file=Path(key_file).resolve() if key_file else None,
-            rate_per_s=_float(env, "ROADLENS_API_RATE", 20.0),
-            burst=_float(env, "ROADLENS_API_BURST", 40.0),
+            rate_per_s=_positive(env, "ROADLENS_API_RATE", 20.0),
+            burst=_positive(env, "ROADLENS_API_BURST", 40.0),
             kafka_bootstrap=env.get("ROADLENS_KAFKA_BOOTSTRAP", "").strip(),
             kafka_prefix=env.get("ROADLENS_KAFKA_PREFIX", "").strip() or "roadlens",
-            ws_queue=int(_float(env, "ROADLENS_WS_QUEUE", 256)),
-            ws_queue_bytes=int(_float(env, "ROADLENS_WS_QUEUE_MB", 64) * (1 << 20)),
-            poll_s=_float(env, "ROADLENS_WS_POLL_S", 0.5),
+            ws_queue=int(_positive(env, "ROADLENS_WS_QUEUE", 256)),
+            ws_queue_bytes=int(_positive(env, "ROADLENS_WS_QUEUE_MB", 64) * (1 << 20)),
+            poll_s=_positive(env, "ROADLENS_WS_POLL_S", 0.5),
             postgres_url=env.get("ROADLENS_POSTGRES_URL", "").strip(),
             postgres_schema=env.get("ROADLENS_POSTGRES_SCHEMA", "").strip() or "roadlens",
-            max_body_bytes=int(_float(env, "ROADLENS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+            max_body_bytes=int(_positive(env, "ROADLENS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
         )

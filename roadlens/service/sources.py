@@ -1,7 +1,8 @@
 """The source registry: cameras and vehicles the service manages, in one JSON file.
 
-``<ROADLENS_HOME>/service/sources.json`` is rewritten atomically (temporary file, fsync,
-:func:`os.replace`) with mode 0600 under a lock, so a crash never leaves half a registry.
+``<ROADLENS_HOME>/service/sources.json`` is rewritten atomically
+(:func:`roadlens.atomic.write_text_atomic`) with mode 0600 under a lock, so a crash never
+leaves half a registry.
 A URL may hold ``${VAR}`` placeholders that :func:`expand_url` fills from the environment
 when a recorder starts, so passwords need not be stored at all; URLs leave the API only
 through :func:`public_url`, which redacts passwords and secret query values.
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from roadlens.atomic import write_text_atomic
 from roadlens.ids import slugify
 from roadlens.redact import redact
 
@@ -73,14 +75,8 @@ class SourceRegistry:
 
     def _save(self, sources: dict[str, dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         body = json.dumps({"version": 1, "sources": list(sources.values())}, indent=2)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(body + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, body + "\n", mode=0o600)
 
     def list(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -37,7 +37,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 import uuid
@@ -66,6 +65,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from roadlens.atomic import atomic_path, write_text_atomic
 from roadlens.lake import SINK_TABLES
 from roadlens.redact import redact
 from roadlens.schema import SCHEMA_VERSION, table_version
@@ -807,26 +807,6 @@ def _safe(text: str) -> str:
     return cleaned[:150] or "unnamed"
 
 
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write via a temporary file in the same folder, fsync, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def _to_bytes(value: bytes | str | None) -> bytes | None:
     return value.encode() if isinstance(value, str) else value
 
@@ -859,12 +839,15 @@ def _write_spool(
         },
         schema=_SPOOL_SCHEMA.with_metadata({f"roadlens.{k}": v for k, v in meta.items()}),
     )
-    _atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, mode=0o600) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def _write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
     text = json.dumps(dict(manifest), indent=1, sort_keys=True)
-    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text, mode=0o600)
 
 
 # --- the sink ------------------------------------------------------------------------------

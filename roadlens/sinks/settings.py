@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from roadlens.redact import redact
+from roadlens.settings import roadlens_home
 from roadlens.sinks.base import Sink, SinkConfigError, SinkError
 
 SINK_NAMES = ("postgres", "mongo", "kafka", "mqtt", "amqp", "files")
@@ -65,8 +66,7 @@ class SinkSettings:
             if raw:
                 values[f.name] = raw
         if "spool_dir" not in values:
-            home = Path(env.get("ROADLENS_HOME", ".roadlens")).resolve()
-            values["spool_dir"] = str(home / "spool")
+            values["spool_dir"] = str(roadlens_home(env) / "spool")
         return cls(**values)
 
     def target(self, name: str) -> str:

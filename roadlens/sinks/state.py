@@ -3,8 +3,8 @@
 A broker (MQTT, RabbitMQ, Kafka) keeps no record a writer can read back, so such a sink
 answers :meth:`~roadlens.sinks.base.Sink.committed` from small JSON files on local disk:
 one per (sink, table, video), written only after every message of the write was
-acknowledged, and replaced atomically (temporary file + ``os.replace``) so a crash never
-leaves a half-written entry.
+acknowledged, and replaced atomically (:func:`roadlens.atomic.write_text_atomic`) so a
+crash never leaves a half-written entry.
 
 The folder is scoped to the destination (broker address, topic prefix or exchange), so
 pointing a sink at another broker does not claim videos that were only sent elsewhere.
@@ -24,24 +24,23 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from roadlens.atomic import write_text_atomic
 from roadlens.lake import safe_segment
+from roadlens.settings import roadlens_home
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def default_state_dir() -> Path:
     """``$ROADLENS_HOME/sink-state`` (``.roadlens/sink-state`` when ROADLENS_HOME is unset)."""
-    return Path(os.environ.get("ROADLENS_HOME", ".roadlens")).resolve() / "sink-state"
+    return roadlens_home() / "sink-state"
 
 
 def scope_key(scope: str) -> str:
@@ -110,17 +109,7 @@ class LocalManifest:
             "written_at": datetime.now(UTC).isoformat(),
             **extra,
         }
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "w") as handle:
-                json.dump(entry, handle, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        return path
+        return write_text_atomic(path, json.dumps(entry, sort_keys=True))
 
     def remove(self, table: str, video_id: str) -> bool:
         """Forget ``video_id`` (True when there was an entry)."""
