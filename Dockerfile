@@ -34,8 +34,9 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# The code: the roadlens library is installed editable (its `roadlens` CLI, and sql/ found
-# next to it); assets/, resources/ and orchestration/ are imported from this directory.
+# The code: the roadlens library is installed editable (its `roadlens` CLI, and its package
+# data: roadlens/sql, roadlens/models); assets/, resources/ and orchestration/ are imported
+# from this directory.
 COPY . .
 RUN pip install --no-deps -e .
 

@@ -793,7 +793,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("db", help="PostgreSQL sink maintenance")
     db = p.add_subparsers(dest="db_command", required=True)
-    q = db.add_parser("upgrade", help="apply pending migrations from sql/postgres/")
+    q = db.add_parser("upgrade", help="apply pending migrations from roadlens/sql/postgres/")
     q.add_argument("--url", help="default $ROADLENS_POSTGRES_URL")
     q.add_argument("--schema", help="default $ROADLENS_POSTGRES_SCHEMA or roadlens")
     q.set_defaults(func=cmd_db_upgrade)
@@ -839,7 +839,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect-server", help="serve the detector over HTTP (no tracking)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8766, help="default 8766 (serve uses 8765)")
-    p.add_argument("--weights", help="default $ROADLENS_WEIGHTS or models/roadlens-det.pt")
+    p.add_argument("--weights", help="default $ROADLENS_WEIGHTS or roadlens/models/roadlens-det.pt")
     p.add_argument("--device", default="cpu", help="cpu, cuda:0, ...")
     p.add_argument("--backend", choices=["auto", "pytorch", "openvino", "onnx"], default="auto")
     p.add_argument("--imgsz", type=int, default=640)

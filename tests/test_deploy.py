@@ -680,7 +680,7 @@ def test_dockerignore_keeps_state_out_and_code_in() -> None:
     }
     assert {".venv", ".git", ".roadlens", ".env"} <= ignored
     needed = ["pyproject.toml", "README.md", "roadlens", "assets", "resources", "orchestration"]
-    needed += ["sql", "rules", "models", "deploy"]
+    needed += ["rules", "deploy"]
     for name in needed:
         assert (ROOT / name).exists(), name
         assert name not in ignored, f"{name} is needed in the image"
