@@ -8,9 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from resources.lake import roadlens_home
 from roadlens.camera import CameraProfile
 from roadlens.enrich import SourcesConfig, load_sources
+from roadlens_dagster.resources.lake import roadlens_home
 
 
 class SourcesResource(dg.ConfigurableResource):

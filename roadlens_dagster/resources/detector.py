@@ -7,10 +7,10 @@ import os
 import dagster as dg
 from pydantic import PrivateAttr
 
-from resources.lake import roadlens_home
 from roadlens.detect.detector import MOTION_TRACKER, Detector, DetectorConfig
 from roadlens.detect.remote import URL_ENV, RemoteConfig, RemoteDetector
 from roadlens.detect.weights import ResolvedWeights, resolve_weights
+from roadlens_dagster.resources.lake import roadlens_home
 
 
 class DetectorResource(dg.ConfigurableResource):
