@@ -34,8 +34,8 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# The code: the roadlens library is installed editable (its `roadlens` CLI, and sql/ found
-# next to it); assets/, resources/ and orchestration/ are imported from this directory.
+# The code: the roadlens library is installed editable (its `roadlens` CLI, and its package
+# data: roadlens/sql, roadlens/models) and the Dagster layers, roadlens_dagster/.
 COPY . .
 RUN pip install --no-deps -e .
 
@@ -57,7 +57,7 @@ RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin roadlens \
     && chown -R roadlens:roadlens /data "$DAGSTER_HOME"
 USER roadlens
 # Fail the build, not the first deploy, when the code location cannot load.
-RUN python -c "import orchestration.definitions"
+RUN python -c "import roadlens_dagster.orchestration.definitions"
 
 EXPOSE 3000 4000
-CMD ["dagster", "code-server", "start", "-m", "orchestration.definitions", "-h", "0.0.0.0", "-p", "4000", "--location-name", "roadlens"]
+CMD ["dagster", "code-server", "start", "-m", "roadlens_dagster.orchestration.definitions", "-h", "0.0.0.0", "-p", "4000", "--location-name", "roadlens"]

@@ -376,7 +376,7 @@ def live_deployment(
         "load_from": [
             {
                 "python_module": {
-                    "module_name": "orchestration.definitions",
+                    "module_name": "roadlens_dagster.orchestration.definitions",
                     "working_directory": str(REPO),
                     "location_name": LOCATION,
                     "executable_path": sys.executable,

@@ -2,7 +2,7 @@
 
 Served by the GPU worker (``docker compose --profile gpu``, the GPU user deployment on
 Kubernetes) with ``dagster code-server start -f deploy/gpu_definitions.py``: the same
-assets, jobs, schedules and sensors as ``orchestration.definitions`` under the same location
+assets, jobs, schedules and sensors as ``roadlens_dagster.orchestration.definitions`` under the same location
 name, with the ``detector`` resource on ``$ROADLENS_DEVICE`` (default ``cuda:0``). It
 replaces the CPU server instead of running beside it: Dagster allows one location per
 materializable asset.
@@ -20,8 +20,8 @@ import os
 import dagster as dg
 
 # The module, not its `defs`: Dagster refuses a file with two Definitions at module scope.
-import orchestration.definitions as cpu_location
-from resources import DetectorResource
+import roadlens_dagster.orchestration.definitions as cpu_location
+from roadlens_dagster.resources import DetectorResource
 
 DEFAULT_DEVICE = "cuda:0"
 

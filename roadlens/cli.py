@@ -1,9 +1,12 @@
-"""``roadlens``: ingest videos, query the lake, evaluate against synthetic truth, run the demo."""
+"""``roadlens``: query the lake, evaluate against synthetic truth, run the services.
+
+The domain commands; ``roadlens ingest`` and ``roadlens demo`` run the Dagster job and live
+beside it (:mod:`roadlens_dagster.cli`, the ``roadlens`` entry point, adds them here).
+"""
 
 from __future__ import annotations
 
 import argparse
-import errno
 import io
 import json
 import os
@@ -11,9 +14,9 @@ import re
 import signal
 import sys
 import time
-from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeAlias
 
 import duckdb
 import numpy as np
@@ -21,402 +24,23 @@ import numpy as np
 from roadlens.settings import roadlens_home
 
 if TYPE_CHECKING:
-    import dagster as dg
-
-    from roadlens.registry import VideoRecord
     from roadlens.sinks.settings import SinkSettings
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# What a command group receives to add its commands to ``roadlens`` (see :func:`main`).
+# argparse has no public name for it; a string, since the class is not generic at run time.
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+CommandAdder: TypeAlias = Callable[[Subcommands], None]
 
 
-def _lake_root(args: argparse.Namespace) -> Path:
+def lake_root(args: argparse.Namespace) -> Path:
+    """The lake of a command: ``--lake``, else ``$ROADLENS_LAKE``, else ``$ROADLENS_HOME/lake``."""
     return Path(args.lake or os.environ.get("ROADLENS_LAKE") or roadlens_home() / "lake").resolve()
-
-
-def _prepare_dagster_home() -> Path:
-    """Default ``DAGSTER_HOME`` to ``$ROADLENS_HOME/dagster`` with the project's embedded config."""
-    home = Path(os.environ.get("DAGSTER_HOME") or roadlens_home() / "dagster").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
-        config.write_text((PROJECT_ROOT / "dagster.yaml").read_text())
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
-
-
-def _import_definitions() -> dg.Definitions:
-    # The code location lives next to the package in a source checkout.
-    if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))
-    from orchestration.definitions import defs
-
-    return defs
-
-
-def ingest(
-    paths: list[str],
-    *,
-    lake_root: Path,
-    landing: Path | None = None,
-    gps: str | None = None,
-    source_id: str | None = None,
-    force: bool = False,
-    detector_overrides: dict[str, Any] | None = None,
-    quiet: bool = False,
-    log_level: str = "INFO",
-    rules: str | None = None,
-    sample_fps: float | None = None,
-    camera: str | None = None,
-) -> dict[str, Any]:
-    """Register ``paths`` and materialize the whole job for their capture dates; return a summary."""
-    import dagster as dg
-
-    defs = _import_definitions()
-    from assets.batch import batch_run_config
-    from assets.jobs_config import JOB_ASSET_NAMES
-    from assets.ode import ODE_ASSETS
-    from assets.sinks import SINK_ASSETS
-    from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
-    from resources.rules import RulesResource
-    from roadlens.registry import VIDEO_SUFFIXES, probe_video_record
-
-    files: list[Path] = []
-    bad_files: dict[str, str] = {}
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
-        elif path.exists():
-            files.append(path)
-        else:
-            # A named file that is not there never stops the others: say what is true.
-            bad_files[raw] = _missing(path)
-            if not quiet:
-                print(f"roadlens: skipping {raw}: {bad_files[raw]}", file=sys.stderr)
-    not_found = len(bad_files)
-    if not files:
-        if bad_files:
-            raise FileNotFoundError(
-                "roadlens ingest: nothing to ingest: "
-                + "; ".join(f"{p}: {why}" for p, why in bad_files.items())
-            )
-        raise ValueError(f"roadlens ingest: no video files in {paths}")
-    if gps and len(files) > 1:
-        raise ValueError(
-            "roadlens ingest: --gps names one track, so give exactly one video with it"
-        )
-    landing = (landing or Path(os.path.commonpath([f.resolve().parent for f in files]))).resolve()
-    sources = SourcesResource(landing_dir=str(landing))
-    if camera or sample_fps:
-        from roadlens.camera import CameraProfile
-
-        CameraProfile.of(camera, sample_fps=sample_fps)  # a bad --kind/--fps fails before work
-    _preflight(rules)
-    detector = DetectorResource(**(detector_overrides or {}))
-    if detector.remote_config() is None:
-        # Weights are checked (and yolo11n.pt fetched) before any video is touched.
-        weights = detector.resolved_weights()
-        if weights.note and not quiet:
-            print(f"roadlens: warning: {weights.note}", file=sys.stderr)
-    by_date: dict[str, list[VideoRecord]] = defaultdict(list)
-    for f in files:
-        try:
-            record = probe_video_record(
-                f,
-                landing_root=landing,
-                sources=sources.sources(),
-                source_id=source_id,
-                gps_path=gps,
-            )
-        except (ValueError, OSError) as exc:  # VideoError and GpsError are ValueErrors
-            # One bad file never stops the batch: name it, go on, exit non-zero at the end.
-            bad_files[str(f)] = str(exc)
-            if not quiet:
-                print(f"roadlens: skipping {f}: {exc}", file=sys.stderr)
-            continue
-        by_date[record.capture_date].append(record)
-    by_path = {r.video_id: str(r.path) for rs in by_date.values() for r in rs}
-    from orchestration.run_hygiene import open_instance
-
-    instance = open_instance()
-    # The same asset definitions the code location serves; resources are bound per call.
-    from assets.spine import SPINE
-
-    assert all(defs.resolve_assets_def(a.key) for a in (*SPINE, *ODE_ASSETS, *SINK_ASSETS))
-    assets = [*SPINE, *ODE_ASSETS, *SINK_ASSETS]
-    resources = {
-        "lake": LakeResource(root=str(lake_root)),
-        "sources": sources,
-        "detector": detector,
-        "sinks": SinksResource(),
-        "rules": RulesResource(path=rules or ""),
-    }
-    summary: dict[str, Any] = {
-        "dates": {},
-        "lake": str(lake_root),
-        "dagster_home": os.environ["DAGSTER_HOME"],
-        "bad_files": bad_files,
-    }
-    from assets.spine import DETECTOR_POOL
-    from orchestration.run_hygiene import owner_tags, reclaim_dead_runs, slot_holders
-
-    for line in reclaim_dead_runs(instance):
-        print(f"roadlens: {line}", file=sys.stderr)
-    for date, records in sorted(by_date.items()):
-        started = time.perf_counter()
-        holders = slot_holders(instance, DETECTOR_POOL)
-        if holders and not quiet:
-            print(
-                f"roadlens: the {DETECTOR_POOL} slot is held by run {', '.join(holders)} "
-                "(another ingest on this home): detection waits until it ends",
-                file=sys.stderr,
-            )
-        result = dg.materialize(
-            assets,
-            partition_key=date,
-            resources=resources,
-            instance=instance,
-            run_config={
-                **batch_run_config(
-                    [r.video_id for r in records],
-                    [r.path for r in records],
-                    force=force,
-                    source_id=source_id or "",
-                    gps=gps or "",
-                    sample_fps=sample_fps or 0.0,
-                    camera=camera or "",
-                    assets=JOB_ASSET_NAMES,
-                ),
-                "loggers": {"console": {"config": {"log_level": log_level}}},
-            },
-            tags={"lane": "ingest", **owner_tags()},
-        )
-        summary["dates"][date] = _run_summary(result, time.perf_counter() - started)
-        for video_id, why in summary["dates"][date]["failed_videos"].items():
-            bad_files[by_path.get(video_id, video_id)] = why
-        if not quiet:
-            print(format_summary(date, summary["dates"][date]))
-    if bad_files and not quiet:
-        print(
-            f"roadlens: {len(bad_files)} of {len(files) + not_found} files could not be processed:"
-        )
-        for name, why in bad_files.items():
-            print(f"  {name}: {why}")
-    return summary
-
-
-def _missing(path: Path) -> str:
-    """Why ``path`` cannot be read: a symlink loop, a dangling link, or nothing there."""
-    if path.is_symlink():
-        try:
-            path.resolve(strict=True)
-        except RuntimeError:
-            return "symlink loop"
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return "symlink loop"
-            return f"broken symlink (its target {os.readlink(path)} does not exist)"
-    return "no such file or folder"
-
-
-def _preflight(rules: str | None) -> None:
-    """Settings that can never work fail here, all at once, before any video is decoded."""
-    from assets.quality import max_quarantine_share
-    from resources.rules import RulesResource
-    from roadlens.sinks.settings import SinkSettings
-
-    settings = SinkSettings.from_env()
-    problems = settings.problems()
-    if not problems:
-        problems += _unreachable_sinks(settings)
-    try:
-        max_quarantine_share()
-    except ValueError as exc:
-        problems.append(str(exc))
-    resource = RulesResource(path=rules or "")
-    try:
-        resource.rule_set()
-    except FileNotFoundError:
-        problems.append(f"rules: {resource.rules_path()}: no such file")
-    except (ValueError, OSError) as exc:
-        problems.append(f"rules: {resource.rules_path()}: {exc}")
-    if problems:
-        raise ValueError("settings that cannot work:\n  " + "\n  ".join(problems))
-
-
-# Sinks connected to once before the work: each answers (or refuses a login) in well under a
-# second. Kafka is left out on purpose: while its broker is down records are spooled and
-# replayed later, so an unreachable broker must not stop an ingest.
-PREFLIGHT_SINKS = ("postgres", "mqtt", "amqp")
-
-
-def _unreachable_sinks(settings: SinkSettings) -> list[str]:
-    """One line per switched-on sink of :data:`PREFLIGHT_SINKS` that cannot be connected to."""
-    from roadlens.sinks.base import SinkError
-    from roadlens.sinks.settings import open_sink
-
-    found = []
-    for name in PREFLIGHT_SINKS:
-        if not settings.enabled(name):
-            continue
-        try:
-            open_sink(name, settings).close()
-        except SinkError as exc:
-            found.append(f"{settings.env_var(name)}: {exc}")
-    return found
-
-
-def _node_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
-    mats = result.asset_materializations_for_node(node)
-    return {k: v.value for k, v in mats[-1].metadata.items()} if mats else {}
-
-
-def _sink_summary(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
-    from assets.sinks import SINK_ASSET_NAMES
-
-    sinks = {}
-    for node in SINK_ASSET_NAMES:
-        meta = _node_metadata(result, node)
-        if meta:
-            sinks[node] = meta
-    return sinks
-
-
-def _run_summary(result: dg.ExecuteInProcessResult, seconds: float) -> dict[str, Any]:
-    meta = {
-        node: _node_metadata(result, node)
-        for node in ("videos", "frames", "raw_detections", "detections", "events")
-    }
-    heatmap_meta = _node_metadata(result, "heatmaps")
-    frames = meta["frames"].get("per_video", {})
-    dets = meta["raw_detections"].get("per_video", {})
-    enriched = meta["detections"].get("per_video", {})
-    per_class: Counter[str] = Counter()
-    for v in dets.values():
-        per_class.update(v.get("per_class", {}))
-    rows = sum(v["rows"] for v in enriched.values())
-    gps_rows = sum(v["rows"] * v.get("gps_coverage", 0.0) for v in enriched.values())
-    return {
-        "run_id": result.run_id,
-        "failed_videos": dict(meta["frames"].get("failed_videos", {})),
-        "videos": len(frames),
-        "frames": sum(v["rows"] for v in frames.values()),
-        "partial_videos": [k for k, v in frames.items() if v.get("partial")],
-        "detections": rows,
-        "per_class": dict(sorted(per_class.items())),
-        "tracks": sum(v.get("tracks", 0) for v in dets.values()),
-        "gps_coverage": gps_rows / rows if rows else 0.0,
-        "warnings": list(meta["detections"].get("warnings", [])),
-        "backend": meta["raw_detections"].get("backend", "?"),
-        "model": meta["raw_detections"].get("model", "?"),
-        "demo_fallback": meta["raw_detections"].get("demo_fallback", "no"),
-        "decode_stopped": {
-            k: v["decode_stopped"] for k, v in dets.items() if v.get("decode_stopped")
-        },
-        "seconds": {
-            "frames": sum(v["seconds"] for v in frames.values()),
-            "detections": sum(v["seconds"] for v in dets.values()),
-            "model": sum(v.get("model_seconds", 0.0) for v in dets.values()),
-            "enrich": sum(v["seconds"] for v in enriched.values()),
-            "run_total": seconds,
-        },
-        "outputs": meta["detections"].get("files", []),
-        "events": meta["events"].get("per_rule", {}),
-        "rules": meta["events"].get("rules_path", ""),
-        "heatmap_png": str(heatmap_meta.get("png", "")),
-        "sinks": _sink_summary(result),
-        "checks": _check_summary(result),
-    }
-
-
-def _check_summary(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
-    """Each asset check's verdict and, for the quality gates, rows and quarantined rows."""
-    checks = {}
-    for evaluation in result.get_asset_check_evaluations():
-        meta = {k: v.value for k, v in evaluation.metadata.items()}
-        checks[evaluation.check_name] = {
-            "passed": evaluation.passed,
-            "rows": meta.get("rows"),
-            "quarantined": meta.get("quarantined"),
-        }
-    return checks
-
-
-def format_summary(date: str, s: dict[str, Any]) -> str:
-    secs = s["seconds"]
-    lines = [
-        f"capture date {date}: {s['videos']} videos, run {s['run_id']}",
-        f"  frames sampled     {s['frames']}"
-        + (f"  (partial: {', '.join(s['partial_videos'])})" if s["partial_videos"] else ""),
-        f"  detections         {s['detections']}  "
-        + ", ".join(f"{k}={v}" for k, v in s["per_class"].items()),
-        f"  tracks             {s['tracks']}",
-        f"  GPS coverage       {s['gps_coverage']:.0%}",
-        *(f"  warning            {w}" for w in s.get("warnings", [])),
-        f"  detector           {s.get('model', '?')} on {s['backend']}"
-        + (" (DEMO MODEL: no real detector)" if s.get("demo_fallback", "no") != "no" else ""),
-        f"  seconds per stage  frames {secs['frames']:.2f} | detections {secs['detections']:.2f} "
-        f"(model {secs['model']:.2f}) | enrich {secs['enrich']:.2f} | run total {secs['run_total']:.2f}",
-    ]
-    lines += [f"  decode stopped     {why}" for why in s.get("decode_stopped", {}).values()]
-    lines += [f"  output             {p}" for p in s["outputs"]]
-    events = s.get("events", {})
-    lines.append(
-        f"  rule events        {sum(events.values())}  "
-        + (", ".join(f"{k}={v}" for k, v in sorted(events.items())) or "(no rule fired)")
-        + (f"  [{Path(s['rules']).name}]" if s.get("rules") else "")
-    )
-    if s.get("heatmap_png"):
-        lines.append(f"  heat map           {s['heatmap_png']}")
-    if s.get("checks"):
-        lines.append(
-            "  quality checks     "
-            + " | ".join(
-                f"{name} {'passed' if c['passed'] else 'FAILED'}"
-                + (f" ({c['quarantined']} of {c['rows']} rows quarantined)" if c["rows"] else "")
-                for name, c in s["checks"].items()
-            )
-        )
-    for node, meta in s.get("sinks", {}).items():
-        if "skipped" in meta:
-            lines.append(f"  {node:<18} off ({meta['skipped'].split(': ', 1)[-1]})")
-        else:
-            lines.append(
-                f"  {node:<18} {meta['rows']} rows, {meta['videos_written']} videos written, "
-                f"{meta['videos_unchanged']} unchanged, {meta['seconds']:.2f}s -> {meta['target']}"
-            )
-    return "\n".join(lines)
-
-
-def cmd_ingest(args: argparse.Namespace) -> int:
-    _prepare_dagster_home()
-    overrides = {
-        k: v
-        for k, v in {"weights": args.weights, "backend": args.backend, "imgsz": args.imgsz}.items()
-        if v
-    }
-    summary = ingest(
-        args.paths,
-        lake_root=_lake_root(args),
-        landing=Path(args.landing) if args.landing else None,
-        gps=args.gps,
-        source_id=args.source_id,
-        force=args.force,
-        detector_overrides=overrides,
-        rules=args.rules,
-        sample_fps=args.fps,
-        camera=args.kind,
-    )
-    print(
-        f'lake: {_lake_root(args)}  (query it: roadlens query "SELECT * FROM detections LIMIT 5")'
-    )
-    return 1 if summary["bad_files"] else 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     from roadlens.sinks.duckdb_views import query
 
-    lake = _lake_root(args)
+    lake = lake_root(args)
     if not lake.is_dir():
         raise FileNotFoundError(f"lake folder not found: {lake} (ingest a video first, or --lake)")
     result = query(lake, args.sql)
@@ -436,7 +60,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from roadlens.lake import FRAMES_TABLE, RAW_DETECTIONS_TABLE, ParquetLake
     from roadlens.sinks.duckdb_views import connect
 
-    lake = ParquetLake(_lake_root(args))
+    lake = ParquetLake(lake_root(args))
     con = connect(lake.root)
     where = "" if not args.video_ids else "WHERE video_id IN (SELECT unnest(?))"
     params = [args.video_ids] if args.video_ids else []
@@ -488,41 +112,6 @@ def cmd_train_demo(args: argparse.Namespace) -> int:
         args.out, work_dir=args.work_dir, epochs=args.epochs, imgsz=args.imgsz
     )
     print(json.dumps({"weights": str(result.weights), **result.metrics}, indent=2))
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from roadlens.synth import render_drive_set
-
-    home = roadlens_home()
-    landing = home / "landing"
-    print(
-        f"rendering {args.clips} synthetic dashcam clips of {args.seconds:.0f} s into {landing} ..."
-    )
-    clips = render_drive_set(landing, clips=args.clips, seconds=args.seconds, seed=args.seed)
-    _prepare_dagster_home()
-    print("running the spine (videos -> frames -> raw_detections -> detections) in-process ...")
-    from roadlens.detect.weights import DEMO_WEIGHTS
-
-    # Synthetic scenes get the detector trained on them; real footage gets a COCO model.
-    ingest(
-        [str(c.video_path) for c in clips],
-        lake_root=_lake_root(args),
-        landing=landing,
-        force=True,
-        detector_overrides={"weights": str(DEMO_WEIGHTS)},
-    )
-    from roadlens.sinks.duckdb_views import query
-
-    top = query(
-        _lake_root(args),
-        "SELECT class_name, count(*) AS n, count(DISTINCT (video_id, track_id)) AS tracks "
-        "FROM detections GROUP BY 1 ORDER BY 2 DESC",
-    ).frame
-    print("\nDuckDB over the lake:\n" + top.to_string(index=False))
-    print(
-        f"\nlake: {_lake_root(args)}\ndagster home: {os.environ['DAGSTER_HOME']}  (make ui to browse runs)"
-    )
     return 0
 
 
@@ -710,41 +299,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="roadlens", description=__doc__)
+def build_parser(*extensions: CommandAdder) -> argparse.ArgumentParser:
+    """The ``roadlens`` parser: each of ``extensions`` adds its commands first."""
+    parser = argparse.ArgumentParser(
+        prog="roadlens",
+        description="RoadLens: road video to data. Ingest videos, query the lake, serve it.",
+    )
     parser.add_argument(
         "--lake", help="lake folder (default $ROADLENS_LAKE or $ROADLENS_HOME/lake)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("ingest", help="register videos and run the spine for their capture dates")
-    p.add_argument("paths", nargs="+", help="video files or folders")
-    p.add_argument(
-        "--gps",
-        help="GPS track (CSV, GPX, NMEA) for a single video; default: sidecar with the same stem",
-    )
-    p.add_argument(
-        "--source-id", help="source id (default: from sources YAML or the folder layout)"
-    )
-    p.add_argument("--landing", help="landing root for the <vehicle>/<session>/<file> convention")
-    p.add_argument(
-        "--weights",
-        help="ultralytics weights: .pt, .onnx, an OpenVINO folder, .engine "
-        "(default $ROADLENS_WEIGHTS, else yolo11n.pt)",
-    )
-    p.add_argument(
-        "--fps", type=float, help="frames sampled per second of video (default: the source's)"
-    )
-    p.add_argument(
-        "--kind",
-        choices=["dashcam", "fixed"],
-        help="camera kind, for sampling and tracking defaults (default: the source's, else dashcam)",
-    )
-    p.add_argument("--backend", choices=["auto", "pytorch", "openvino", "onnx"])
-    p.add_argument("--imgsz", type=int)
-    p.add_argument("--force", action="store_true", help="reprocess videos that are done")
-    p.add_argument("--rules", help="ODE rule file (default $ROADLENS_RULES or rules/examples.yaml)")
-    p.set_defaults(func=cmd_ingest)
+    for add_commands in extensions:
+        add_commands(sub)
 
     p = sub.add_parser("query", help="run SQL with DuckDB over the lake views")
     p.add_argument("sql")
@@ -769,18 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session-id", default="session-a")
     p.set_defaults(func=cmd_synth)
 
+    from roadlens.detect.weights import DEMO_WEIGHTS
+
     p = sub.add_parser("train-demo", help="train the demo detector on synthetic scenes")
-    p.add_argument("--out", default=str(PROJECT_ROOT / "models" / "roadlens-det.pt"))
+    p.add_argument("--out", default=str(DEMO_WEIGHTS))
     p.add_argument("--work-dir", default=str(roadlens_home() / "train"))
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--imgsz", type=int, default=512)
     p.set_defaults(func=cmd_train_demo)
-
-    p = sub.add_parser("demo", help="render a sample drive and run the whole spine on it")
-    p.add_argument("--clips", type=int, default=2)
-    p.add_argument("--seconds", type=float, default=12.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("ode", help="evaluate a rule file over a detections table, outside Dagster")
     p.add_argument("--detections", required=True, help="detections Parquet (the lake's contract)")
@@ -791,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("db", help="PostgreSQL sink maintenance")
     db = p.add_subparsers(dest="db_command", required=True)
-    q = db.add_parser("upgrade", help="apply pending migrations from sql/postgres/")
+    q = db.add_parser("upgrade", help="apply pending migrations from roadlens/sql/postgres/")
     q.add_argument("--url", help="default $ROADLENS_POSTGRES_URL")
     q.add_argument("--schema", help="default $ROADLENS_POSTGRES_SCHEMA or roadlens")
     q.set_defaults(func=cmd_db_upgrade)
@@ -837,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect-server", help="serve the detector over HTTP (no tracking)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8766, help="default 8766 (serve uses 8765)")
-    p.add_argument("--weights", help="default $ROADLENS_WEIGHTS or models/roadlens-det.pt")
+    p.add_argument("--weights", help="default $ROADLENS_WEIGHTS or roadlens/models/roadlens-det.pt")
     p.add_argument("--device", default="cpu", help="cpu, cuda:0, ...")
     p.add_argument("--backend", choices=["auto", "pytorch", "openvino", "onnx"], default="auto")
     p.add_argument("--imgsz", type=int, default=640)
@@ -920,8 +482,9 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, *extensions: CommandAdder) -> int:
+    """Run one ``roadlens`` command: one line and a non-zero status on error, never a trace."""
+    args = build_parser(*extensions).parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     stderr = sys.stderr
     if os.environ.get("ROADLENS_DEBUG") != "1":

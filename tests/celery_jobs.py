@@ -13,7 +13,7 @@ import time
 
 import dagster as dg
 
-from orchestration.executors import roadlens_celery_executor
+from roadlens_dagster.orchestration.executors import roadlens_celery_executor
 
 PROBE_KEYS = ("probe_a", "probe_b", "probe_c", "probe_d")
 STEP_SECONDS = 1.0

@@ -4,7 +4,7 @@ End to end against the local Redis (broker and result backend): the test starts 
 worker processes, each in its own process group and each with one execution slot, one
 with plain ``celery -A dagster_celery.app worker`` and one with the documented
 ``dagster-celery worker start`` wrapper. It runs a job of four independent one-second
-assets (``tests/celery_jobs.py``) with :data:`orchestration.executors.roadlens_celery_executor`
+assets (``tests/celery_jobs.py``) with :data:`roadlens_dagster.orchestration.executors.roadlens_celery_executor`
 against a SQLite-backed, non-ephemeral Dagster instance that the workers open from the
 instance ref each task carries. Every step must run in one of the started workers, never
 in the test process, and both workers must take part.
@@ -33,8 +33,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from orchestration.definitions import defs
-from orchestration.executors import (
+from roadlens_dagster.orchestration.definitions import defs
+from roadlens_dagster.orchestration.executors import (
     CELERY_BACKEND_ENV,
     CELERY_BROKER_ENV,
     CELERY_QUEUE_ENV,

@@ -152,7 +152,9 @@ def test_instance_yaml_keeps_secrets_out_and_limits_in() -> None:
     """
     config = yaml.safe_load(INSTANCE_YAML.read_text())
     assert config["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_PG_URL"}
-    embedded = yaml.safe_load((INSTANCE_YAML.parents[1] / "dagster.yaml").read_text())
+    embedded = yaml.safe_load(
+        (INSTANCE_YAML.parents[1] / "roadlens_dagster" / "dagster.yaml").read_text()
+    )
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
     for limit in embedded["concurrency"]["runs"]["tag_concurrency_limits"]:
         assert limit in limits or any(

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
-from orchestration.definitions import defs
-from orchestration.partitions import capture_date
+from roadlens_dagster.orchestration.definitions import defs
+from roadlens_dagster.orchestration.partitions import capture_date
 
 SPINE_KEYS = {"videos", "frames", "raw_detections", "detections"}
 DETECTION_SINK_KEYS = {"pg_detections", "mongo_detections", "kafka_detections", "file_detections"}
@@ -114,7 +114,7 @@ def test_nightly_schedule_runs_at_two_for_the_previous_day() -> None:
 
 
 def test_landing_sensor_targets_the_spine_job() -> None:
-    from orchestration.sensors.landing import sensor_interval_s
+    from roadlens_dagster.orchestration.sensors.landing import sensor_interval_s
 
     sensor = defs.get_repository_def().get_sensor_def("landing_sensor")
     assert sensor.job_name == "spine_job"
@@ -126,9 +126,9 @@ def test_landing_sensor_targets_the_spine_job() -> None:
 @pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
 def test_micro_batch_execution_config_is_valid_for_the_spine_job(executor: str) -> None:
     """The sensor's ``execution`` block picks an executor that spine_job really offers."""
-    from assets.batch import batch_run_config
-    from assets.jobs_config import JOB_ASSET_NAMES
-    from orchestration.jobs import microbatch_execution_config
+    from roadlens_dagster.assets.batch import batch_run_config
+    from roadlens_dagster.assets.jobs_config import JOB_ASSET_NAMES
+    from roadlens_dagster.orchestration.jobs import microbatch_execution_config
 
     job = defs.resolve_job_def("spine_job")
     config = {
@@ -143,7 +143,7 @@ def test_micro_batch_execution_config_is_valid_for_the_spine_job(executor: str) 
 
 
 def test_micro_batch_executor_comes_from_the_environment() -> None:
-    from orchestration.jobs import MICROBATCH_EXECUTOR_ENV, microbatch_executor
+    from roadlens_dagster.orchestration.jobs import MICROBATCH_EXECUTOR_ENV, microbatch_executor
 
     assert microbatch_executor({}) == "in_process"
     assert microbatch_executor({MICROBATCH_EXECUTOR_ENV: " "}) == "in_process"

@@ -143,7 +143,7 @@ def test_prod_instance_loads_with_queue_limits_retries_and_monitoring(
 def test_prod_instance_keeps_the_embedded_lane_limits() -> None:
     """Every limit of the embedded instance holds in production too (production adds more)."""
     prod = yaml.safe_load(PROD_YAML.read_text())
-    embedded = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    embedded = yaml.safe_load((ROOT / "roadlens_dagster" / "dagster.yaml").read_text())
     prod_limits = prod["concurrency"]["runs"]["tag_concurrency_limits"]
     for limit in embedded["concurrency"]["runs"]["tag_concurrency_limits"]:
         same = [
@@ -250,7 +250,7 @@ def deployment(
                 "load_from": [
                     {
                         "python_module": {
-                            "module_name": "orchestration.definitions",
+                            "module_name": "roadlens_dagster.orchestration.definitions",
                             "working_directory": str(ROOT),
                             "location_name": "roadlens",
                             "executable_path": sys.executable,
@@ -465,7 +465,7 @@ def _env_names() -> set[str]:
     }
     sources = "\n".join(
         p.read_text()
-        for folder in ("roadlens", "resources", "orchestration", "deploy")
+        for folder in ("roadlens", "roadlens_dagster", "deploy")
         for p in (ROOT / folder).rglob("*")
         if p.suffix in {".py", ".yaml"}
     )
@@ -513,7 +513,7 @@ def test_compose_code_server_and_workspace_agree(compose: dict) -> None:
     services = compose["services"]
     code = _command(services["code"])
     assert code[:3] == ["dagster", "code-server", "start"]
-    assert code[code.index("-m") + 1] == "orchestration.definitions"
+    assert code[code.index("-m") + 1] == "roadlens_dagster.orchestration.definitions"
     assert code[code.index("-h") + 1] == "0.0.0.0"
     port = int(code[code.index("-p") + 1])
     location = code[code.index("--location-name") + 1]
@@ -669,7 +669,10 @@ def test_dockerfile_builds_a_slim_non_root_image() -> None:
     env = " ".join(args for ins, args in steps if ins == "ENV")
     assert "DAGSTER_HOME=/opt/dagster/dagster_home" in env
     cmd = json.loads(next(args for ins, args in steps if ins == "CMD"))
-    assert cmd[:3] == ["dagster", "code-server", "start"] and "orchestration.definitions" in cmd
+    assert (
+        cmd[:3] == ["dagster", "code-server", "start"]
+        and "roadlens_dagster.orchestration.definitions" in cmd
+    )
 
 
 def test_dockerignore_keeps_state_out_and_code_in() -> None:
@@ -679,8 +682,8 @@ def test_dockerignore_keeps_state_out_and_code_in() -> None:
         if line.strip() and not line.startswith("#")
     }
     assert {".venv", ".git", ".roadlens", ".env"} <= ignored
-    needed = ["pyproject.toml", "README.md", "roadlens", "assets", "resources", "orchestration"]
-    needed += ["sql", "rules", "models", "deploy"]
+    needed = ["pyproject.toml", "README.md", "roadlens", "roadlens_dagster"]
+    needed += ["deploy"]
     for name in needed:
         assert (ROOT / name).exists(), name
         assert name not in ignored, f"{name} is needed in the image"
@@ -709,7 +712,7 @@ def test_gpu_location_is_the_cpu_location_with_the_detector_moved(
 ) -> None:
     from dagster._core.workspace.autodiscovery import loadable_targets_from_loaded_module
 
-    from orchestration.definitions import defs as cpu
+    from roadlens_dagster.orchestration.definitions import defs as cpu
 
     module = _load_gpu_location(monkeypatch, None)
     gpu = module.defs

@@ -19,7 +19,7 @@ from roadlens.detect.weights import WeightsError
 from roadlens.synth import render_clip
 from roadlens.video import iter_sampled_frames
 
-# From models/README.md: recall of the demo detector on held-out synthetic dashcam clips
+# From roadlens/models/README.md: recall of the demo detector on held-out synthetic dashcam clips
 # at 640 px, conf 0.25, IoU 0.5. The test allows a small margin for a different clip.
 MODEL_CARD_RECALL = 0.75
 MARGIN = 0.05

@@ -14,15 +14,20 @@ import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
-from assets.batch import SPINE_ASSETS, batch_run_config
-from assets.jobs_config import ODE_ASSET_NAMES
-from assets.ode import ODE_ASSETS
-from assets.spine import SPINE
-from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
-from resources.rules import RulesResource
 from roadlens.lake import EVENT_STATS_TABLE, EVENTS_TABLE, HEATMAPS_TABLE, ParquetLake
 from roadlens.ode import load_rules
 from roadlens.registry import probe_video_record
+from roadlens_dagster.assets.batch import SPINE_ASSETS, batch_run_config
+from roadlens_dagster.assets.jobs_config import ODE_ASSET_NAMES
+from roadlens_dagster.assets.ode import ODE_ASSETS
+from roadlens_dagster.assets.spine import SPINE
+from roadlens_dagster.resources import (
+    DetectorResource,
+    LakeResource,
+    SinksResource,
+    SourcesResource,
+)
+from roadlens_dagster.resources.rules import RulesResource
 from tests.conftest import CAPTURE_DATE, LandingClips
 
 pytestmark = pytest.mark.slow

@@ -19,16 +19,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from assets.batch import batch_run_config
-from assets.checks import detections_drift
-from assets.sinks import SINK_ASSETS
-from assets.spine import detections
-from resources import LakeResource, SinksResource, SourcesResource
 from roadlens import pipeline
 from roadlens.lake import ParquetLake
 from roadlens.quality.gate import gate, quarantine_table_name, read_quarantine
 from roadlens.registry import VideoRecord
 from roadlens.schema import RAW_DETECTIONS
+from roadlens_dagster.assets.batch import batch_run_config
+from roadlens_dagster.assets.checks import detections_drift
+from roadlens_dagster.assets.sinks import SINK_ASSETS
+from roadlens_dagster.assets.spine import detections
+from roadlens_dagster.resources import LakeResource, SinksResource, SourcesResource
 
 SINK_ENV = (
     "ROADLENS_POSTGRES_URL",

@@ -104,7 +104,7 @@ def _ingest(tmp_path: Path, clip: Path, *extra: str, weights: str | None = None)
         "PATH": "/usr/bin:/bin",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "roadlens.cli", "ingest", str(target), *extra],
+        [sys.executable, "-m", "roadlens_dagster.cli", "ingest", str(target), *extra],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -182,7 +182,7 @@ def test_cli_bad_weights_is_a_clear_error_not_a_traceback(tmp_path: Path) -> Non
     bad = tmp_path / "w.pt"
     bad.write_bytes(b"junk")
     done = subprocess.run(
-        [sys.executable, "-m", "roadlens.cli", "ingest", str(clip), "--weights", str(bad)],
+        [sys.executable, "-m", "roadlens_dagster.cli", "ingest", str(clip), "--weights", str(bad)],
         cwd=REPO,
         env={"ROADLENS_HOME": str(tmp_path / "h"), "PATH": "/usr/bin:/bin"},
         capture_output=True,

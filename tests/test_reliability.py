@@ -49,7 +49,7 @@ def _cli(
 ) -> subprocess.CompletedProcess[str]:
     """``roadlens ARGS`` in a subprocess on ``home``, with ``env`` added."""
     return subprocess.run(
-        [sys.executable, "-m", "roadlens.cli", *args],
+        [sys.executable, "-m", "roadlens_dagster.cli", *args],
         cwd=REPO,
         env={**_env(home), **(env or {})},
         capture_output=True,
@@ -67,7 +67,7 @@ class _Running:
 
     def __init__(self, home: Path, *args: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "roadlens.cli", "ingest", *args],
+            [sys.executable, "-m", "roadlens_dagster.cli", "ingest", *args],
             cwd=REPO,
             env=_env(home),
             stdout=subprocess.PIPE,

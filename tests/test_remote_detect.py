@@ -30,9 +30,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from assets.batch import SPINE_ASSETS, batch_run_config
-from assets.spine import SPINE
-from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
 from roadlens import cli, pipeline
 from roadlens.detect.detector import DetectionResult, Detector, DetectorConfig, file_sha256
 from roadlens.detect.remote import (
@@ -47,6 +44,14 @@ from roadlens.registry import probe_video_record
 from roadlens.synth import render_clip
 from roadlens.video import iter_sampled_frames, probe
 from roadlens.video.stream import FrameIndex, decode_sampled
+from roadlens_dagster.assets.batch import SPINE_ASSETS, batch_run_config
+from roadlens_dagster.assets.spine import SPINE
+from roadlens_dagster.resources import (
+    DetectorResource,
+    LakeResource,
+    SinksResource,
+    SourcesResource,
+)
 from tests.conftest import CAPTURE_DATE, LandingClips
 
 pytestmark = pytest.mark.slow

@@ -12,14 +12,19 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.batch import batch_run_config
-from assets.jobs_config import ODE_ASSET_NAMES
-from assets.ode import ODE_ASSETS, rule_files
-from assets.spine import SPINE
-from orchestration.partitions import capture_date
-from orchestration.sensors import rule_files_job, rule_files_sensor
-from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
-from resources.rules import RulesResource
+from roadlens_dagster.assets.batch import batch_run_config
+from roadlens_dagster.assets.jobs_config import ODE_ASSET_NAMES
+from roadlens_dagster.assets.ode import ODE_ASSETS, rule_files
+from roadlens_dagster.assets.spine import SPINE
+from roadlens_dagster.orchestration.partitions import capture_date
+from roadlens_dagster.orchestration.sensors import rule_files_job, rule_files_sensor
+from roadlens_dagster.resources import (
+    DetectorResource,
+    LakeResource,
+    SinksResource,
+    SourcesResource,
+)
+from roadlens_dagster.resources.rules import RulesResource
 
 RULES = """\
 version: 1

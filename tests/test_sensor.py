@@ -10,8 +10,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orchestration.jobs import MICROBATCH_EXECUTOR_ENV
-from orchestration.sensors.landing import (
+from roadlens.registry import DONE_MARKER, Candidate, batch_run_key, list_candidates
+from roadlens_dagster.orchestration.jobs import MICROBATCH_EXECUTOR_ENV
+from roadlens_dagster.orchestration.sensors.landing import (
     MAX_QUEUED_ENV,
     SENSOR_INTERVAL_ENV,
     landing_sensor,
@@ -20,8 +21,7 @@ from orchestration.sensors.landing import (
     sensor_interval_s,
     waiting_microbatches,
 )
-from resources import SourcesResource
-from roadlens.registry import DONE_MARKER, Candidate, batch_run_key, list_candidates
+from roadlens_dagster.resources import SourcesResource
 from tests.conftest import CAPTURE_DATE, SESSION_ID, VEHICLE_ID, LandingClips, copy_clip
 
 # Every asset of the spine job gets the same micro-batch: the spine, the ODE stage, the sinks.
@@ -322,7 +322,7 @@ def test_sensor_interval_is_read_when_the_code_location_loads() -> None:
     import sys
 
     code = (
-        "from orchestration.sensors.landing import landing_sensor;"
+        "from roadlens_dagster.orchestration.sensors.landing import landing_sensor;"
         "print(landing_sensor.minimum_interval_seconds)"
     )
     env = {**os.environ, SENSOR_INTERVAL_ENV: "7", "PYTHONWARNINGS": "ignore"}
@@ -349,7 +349,7 @@ def _run(
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
     location = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(module_name="orchestration.definitions")
+        LoadableTargetOrigin(module_name="roadlens_dagster.orchestration.definitions")
     )
     run = instance.add_run(
         dg.DagsterRun(

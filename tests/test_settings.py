@@ -8,13 +8,16 @@ from typing import Any
 
 import pytest
 
-from assets.quality import max_quarantine_share
-from orchestration.sensors.landing import max_queued_microbatches, sensor_interval_s
-from resources import LakeResource
 from roadlens.service.settings import ServiceSettings
 from roadlens.settings import DEFAULT_HOME, HOME_ENV, env_number, roadlens_home
 from roadlens.sinks.settings import SinkSettings
 from roadlens.sinks.state import default_state_dir
+from roadlens_dagster.assets.quality import max_quarantine_share
+from roadlens_dagster.orchestration.sensors.landing import (
+    max_queued_microbatches,
+    sensor_interval_s,
+)
+from roadlens_dagster.resources import LakeResource
 
 
 def test_home_defaults_to_a_folder_in_the_working_directory(

@@ -12,11 +12,11 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from assets.batch import batch_run_config
-from assets.sinks import SINK_ASSET_NAMES, SINK_ASSETS, plan_export
-from resources import LakeResource, SinksResource
 from roadlens.lake import ParquetLake
 from roadlens.synth.tables import synthetic_detections
+from roadlens_dagster.assets.batch import batch_run_config
+from roadlens_dagster.assets.sinks import SINK_ASSET_NAMES, SINK_ASSETS, plan_export
+from roadlens_dagster.resources import LakeResource, SinksResource
 
 DATE = "2026-05-04"
 VIDEOS = ("veh-01--clip-0001", "veh-01--clip-0002")

@@ -16,9 +16,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from assets.batch import batch_run_config
-from assets.spine import SPINE
-from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
 from roadlens import pipeline
 from roadlens.lake import (
     DETECTIONS_TABLE,
@@ -29,6 +26,14 @@ from roadlens.lake import (
 )
 from roadlens.registry import VideoRecord, probe_video_record
 from roadlens.sinks.duckdb_views import query
+from roadlens_dagster.assets.batch import batch_run_config
+from roadlens_dagster.assets.spine import SPINE
+from roadlens_dagster.resources import (
+    DetectorResource,
+    LakeResource,
+    SinksResource,
+    SourcesResource,
+)
 from tests.conftest import CAPTURE_DATE, CLIP_FPS, CLIP_SECONDS, LandingClips, copy_clip
 
 pytestmark = pytest.mark.slow
@@ -367,7 +372,7 @@ def test_cli_ingest_one_clip(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from roadlens.cli import ingest
+    from roadlens_dagster.cli import ingest
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     (tmp_path / "dagster").mkdir()

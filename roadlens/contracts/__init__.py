@@ -223,7 +223,7 @@ def _what_to_do(table: str, version: int) -> list[str]:
         'a default (field metadata {"default": <JSON literal>}), a retype a lossless cast; '
         f"add a test that reads a version-{version} table;",
         "  4. for a sink table, regenerate the protobuf file (python -m roadlens.sinks.proto "
-        "--write) and add a migration under sql/postgres/.",
+        "--write) and add a migration under roadlens/sql/postgres/.",
         "Otherwise revert the field change.",
     ]
 

@@ -1,7 +1,7 @@
 """Ultralytics YOLO wrapper: batched inference, exported CPU backends and tracking.
 
 Example:
-    >>> det = Detector(DetectorConfig(weights="models/roadlens-det.pt"))  # doctest: +SKIP
+    >>> det = Detector(DetectorConfig(weights="roadlens/models/roadlens-det.pt"))  # doctest: +SKIP
     >>> result = det.detect(images, frame_numbers=[0, 6], pts_sec=[0.0, 0.2], video_id="v")  # doctest: +SKIP
     >>> result.table.column_names[:3]  # doctest: +SKIP
     ['video_id', 'frame_number', 'pts_sec']

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from roadlens.synth.dataset import DatasetSpec, build_yolo_dataset
 
-MODEL_YAML = Path(__file__).resolve().parents[2] / "models" / "roadlens-det.yaml"
+MODEL_YAML = Path(__file__).resolve().parents[1] / "models" / "roadlens-det.yaml"
 
 
 @dataclass(frozen=True)

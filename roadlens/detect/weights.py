@@ -20,7 +20,7 @@ from pathlib import Path
 from roadlens.camera import ALL_CLASSES
 from roadlens.settings import roadlens_home
 
-REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+REPO_MODELS = Path(__file__).resolve().parents[1] / "models"  # package data: the demo detector
 DEMO_WEIGHTS = REPO_MODELS / "roadlens-det.pt"
 DEFAULT_WEIGHTS = "yolo11n.pt"
 WEIGHTS_ENV = "ROADLENS_WEIGHTS"

@@ -7,7 +7,7 @@ stored in the events file's schema metadata, so a run can tell whether a video's
 are current (``events_are_current``) and skip it.
 
 Example:
-    >>> outcome = evaluate_video(lake, record, load_rules("rules/examples.yaml"))  # doctest: +SKIP
+    >>> outcome = evaluate_video(lake, record, load_rules("roadlens_dagster/rules/examples.yaml"))  # doctest: +SKIP
     >>> outcome.rows  # events written  # doctest: +SKIP
 """
 

@@ -5,7 +5,7 @@ bulk by :func:`roadlens.sinks.encode.json_lines`, no Python work per row) next t
 columns needed to find and replace it: the table it came from, its id, video, source,
 the Dagster partition and run, and the reasons :func:`roadlens.quality.suites.validate`
 gave. Re-running a partition replaces that video's quarantine rows (see
-``PostgresSink.replace_quarantine`` and ``sql/postgres/005_quarantine.sql``).
+``PostgresSink.replace_quarantine`` and ``roadlens/sql/postgres/005_quarantine.sql``).
 
 ``row_json`` follows the sinks' JSON conventions (ISO 8601 UTC timestamps, shortest
 float32 text, NaN as ``null``) except that JSON-text columns such as ``attributes`` stay

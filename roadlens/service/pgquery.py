@@ -2,7 +2,7 @@
 
 Used when a request says ``store=postgres`` and ``ROADLENS_POSTGRES_URL`` is set: the
 tables the PostgreSQL sink writes (``<schema>.detections`` / ``<schema>.events``, DDL in
-``sql/postgres/``). Values are bound parameters; the schema is quoted as an identifier.
+``roadlens/sql/postgres/``). Values are bound parameters; the schema is quoted as an identifier.
 Keyset pagination uses the ``(captured_at, id)`` order the primary key and the BRIN index
 on ``captured_at`` serve, with the same cursor format as the lake's.
 """

@@ -1,4 +1,4 @@
-"""DuckDB over the Parquet lake: base views per table plus the analyst views in ``sql/duckdb``."""
+"""DuckDB over the Parquet lake: base views per table plus the analyst views in ``roadlens/sql/duckdb``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 
 from roadlens.lake import ParquetLake
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "duckdb"
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql" / "duckdb"  # package data
 
 
 def connect(

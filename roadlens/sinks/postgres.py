@@ -2,7 +2,7 @@
 
 Tables ``detections``, ``events``, ``event_stats`` and ``heatmaps`` live in one schema
 (``ROADLENS_POSTGRES_SCHEMA``, default ``roadlens``) created by the numbered migrations in
-``sql/postgres/`` (:func:`upgrade`, also run by the sink before its first write). The
+``roadlens/sql/postgres/`` (:func:`upgrade`, also run by the sink before its first write). The
 unpartitioned ``quarantine`` table (migration 005) holds rows that failed the quality
 suites; :meth:`PostgresSink.replace_quarantine` replaces one video's rows of it.
 
@@ -57,7 +57,8 @@ from roadlens.prefetch import prefetch
 from roadlens.redact import redact, scrub
 from roadlens.sinks.base import SinkBase, SinkConfigError, SinkError, SinkWrite, percentiles_ms
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "sql" / "postgres"
+# Package data: shipped in the wheel next to the code.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "sql" / "postgres"
 DEFAULT_SCHEMA = "roadlens"
 # Lower-case identifiers only: they need no quoting in hand-written SQL and cannot collide
 # with PostgreSQL's case folding.
@@ -376,7 +377,7 @@ def advisory_key(schema: str, table: str, video_id: str) -> str:
 
 @dataclass(frozen=True)
 class Migration:
-    """One numbered SQL file of ``sql/postgres``."""
+    """One numbered SQL file of ``roadlens/sql/postgres``."""
 
     version: int
     name: str
@@ -520,7 +521,7 @@ def upgrade(
     migrations_dir: Path | str | None = None,
     connect_timeout: int = 10,
 ) -> list[str]:
-    """Apply the pending migrations of ``sql/postgres`` to ``schema``; return their file names.
+    """Apply the pending migrations of ``roadlens/sql/postgres`` to ``schema``; return their file names.
 
     Re-running applies nothing; a changed file that was already applied raises
     :class:`SinkError`.
@@ -943,7 +944,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m roadlens.sinks.postgres upgrade [--url URL] [--schema NAME]``."""
     parser = argparse.ArgumentParser(prog="python -m roadlens.sinks.postgres")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("upgrade", help="apply pending migrations from sql/postgres")
+    p = sub.add_parser("upgrade", help="apply pending migrations from roadlens/sql/postgres")
     p.add_argument("--url", default=os.environ.get("ROADLENS_POSTGRES_URL", ""))
     p.add_argument("--schema", default=os.environ.get("ROADLENS_POSTGRES_SCHEMA", DEFAULT_SCHEMA))
     args = parser.parse_args(argv)

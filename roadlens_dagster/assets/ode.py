@@ -13,17 +13,17 @@ from collections import Counter
 
 import dagster as dg
 
-from assets.batch import VideoBatch, outcome_metadata
-from assets.quality import gate_check_result, gate_check_spec, publish_quarantine
-from assets.spine import detections
-from orchestration.partitions import capture_date
-from resources import LakeResource, SinksResource, SourcesResource
-from resources.rules import RulesResource
 from roadlens import pipeline
 from roadlens.lake import EVENTS_TABLE, ParquetLake
 from roadlens.ode import stage
 from roadlens.ode.rules import RuleSet
 from roadlens.registry import VideoRecord
+from roadlens_dagster.assets.batch import VideoBatch, outcome_metadata
+from roadlens_dagster.assets.quality import gate_check_result, gate_check_spec, publish_quarantine
+from roadlens_dagster.assets.spine import detections
+from roadlens_dagster.orchestration.partitions import capture_date
+from roadlens_dagster.resources import LakeResource, SinksResource, SourcesResource
+from roadlens_dagster.resources.rules import RulesResource
 
 GROUP = "ode"
 

@@ -14,7 +14,7 @@ Latency settings (docs/live.md, "Latency"):
   ticks on every pass. Exactly 5 skips a pass whenever the loop comes back a few
   milliseconds early (elapsed 4.99 s < 5), turning some waits into 10 s.
 - ``ROADLENS_MICROBATCH_EXECUTOR``: ``in_process`` (default) or ``multiprocess``, read at
-  every tick (:func:`orchestration.jobs.microbatch_executor`): the executor the requested
+  every tick (:func:`roadlens_dagster.orchestration.jobs.microbatch_executor`): the executor the requested
   runs use. In-process saves one Python process start per step.
 - ``ROADLENS_MICROBATCH_MAX_QUEUED`` (default 1, 0 = off): back-pressure. While this many
   micro-batch runs still wait in the run queue, a tick requests nothing and the new
@@ -31,13 +31,13 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from assets.batch import batch_run_config
-from assets.jobs_config import JOB_ASSET_NAMES
-from orchestration.jobs import gpu_run_tags, microbatch_execution_config, spine_job
-from resources import SourcesResource
 from roadlens.registry import batch_run_key, list_candidates, probe_video_record
 from roadlens.settings import env_number
 from roadlens.video import VideoError
+from roadlens_dagster.assets.batch import batch_run_config
+from roadlens_dagster.assets.jobs_config import JOB_ASSET_NAMES
+from roadlens_dagster.orchestration.jobs import gpu_run_tags, microbatch_execution_config, spine_job
+from roadlens_dagster.resources import SourcesResource
 
 SENSOR_INTERVAL_ENV = "ROADLENS_SENSOR_INTERVAL_S"
 DEFAULT_SENSOR_INTERVAL_S = 15

@@ -13,7 +13,7 @@ EXAMPLE_RULES = Path(__file__).resolve().parents[1] / "rules" / "examples.yaml"
 
 
 class RulesResource(dg.ConfigurableResource):
-    """``path`` (default ``$ROADLENS_RULES``, else the project's ``rules/examples.yaml``)."""
+    """``path`` (default ``$ROADLENS_RULES``, else the project's ``roadlens_dagster/rules/examples.yaml``)."""
 
     path: str = ""
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 import dagster as dg
 
-from orchestration.partitions import capture_date
+from roadlens_dagster.orchestration.partitions import capture_date
 
 spine_job = dg.define_asset_job(
     "spine_job",

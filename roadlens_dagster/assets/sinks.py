@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from assets.batch import VideoBatch
-from assets.ode import events
-from assets.spine import detections
-from orchestration.partitions import capture_date
-from resources import LakeResource
-from resources.sinks import SinksResource
 from roadlens.sinks.base import SinkConfigError, SinkError, SinkWrite, table_fingerprint
+from roadlens_dagster.assets.batch import VideoBatch
+from roadlens_dagster.assets.ode import events
+from roadlens_dagster.assets.spine import detections
+from roadlens_dagster.orchestration.partitions import capture_date
+from roadlens_dagster.resources import LakeResource
+from roadlens_dagster.resources.sinks import SinksResource
 
 GROUP = "sinks"
 

@@ -11,11 +11,11 @@ import json
 
 import dagster as dg
 
-from assets.spine import detections
-from orchestration.partitions import capture_date
-from resources import LakeResource
 from roadlens.lake import DETECTIONS_TABLE, FRAMES_TABLE
 from roadlens.quality.drift import compare, drift_metrics
+from roadlens_dagster.assets.spine import detections
+from roadlens_dagster.orchestration.partitions import capture_date
+from roadlens_dagster.resources import LakeResource
 
 HISTORY_LIMIT = 30  # evaluations read back; enough for a month of daily partitions
 METRICS_KEY = "metrics"

@@ -8,10 +8,10 @@ file costs one hash per tick and requests nothing.
 
 import dagster as dg
 
-from assets.ode import rule_file_hashes, rule_files, rule_set_version
-from resources import SourcesResource
-from resources.rules import RulesResource
 from roadlens.ode.rules import RuleError
+from roadlens_dagster.assets.ode import rule_file_hashes, rule_files, rule_set_version
+from roadlens_dagster.resources import SourcesResource
+from roadlens_dagster.resources.rules import RulesResource
 
 rule_files_job = dg.define_asset_job(
     "rule_files_job",

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from orchestration.jobs import gpu_run_tags, spine_job
+from roadlens_dagster.orchestration.jobs import gpu_run_tags, spine_job
 
 
 @dg.schedule(

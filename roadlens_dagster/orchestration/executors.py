@@ -17,7 +17,7 @@ and a cluster and a broker password never lands in code or run config:
 
 Explicit run config (``execution: config: {broker, backend, queue, ...}``) wins over the
 environment. Workers must be started with the same broker, backend and queue, must be
-able to import the code location (``orchestration.definitions``) and must see the same
+able to import the code location (``roadlens_dagster.orchestration.definitions``) and must see the same
 Dagster instance (``DAGSTER_HOME`` with PostgreSQL storage when they run on other
 machines) and the same lake.
 """
@@ -32,8 +32,8 @@ from typing import Any
 import dagster as dg
 from dagster_celery import celery_executor
 
-from orchestration.jobs import spine_job
-from orchestration.partitions import capture_date
+from roadlens_dagster.orchestration.jobs import spine_job
+from roadlens_dagster.orchestration.partitions import capture_date
 
 CELERY_BROKER_ENV = "ROADLENS_CELERY_BROKER"
 CELERY_BACKEND_ENV = "ROADLENS_CELERY_BACKEND"

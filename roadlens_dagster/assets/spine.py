@@ -12,14 +12,19 @@ from collections import Counter
 
 import dagster as dg
 
-from assets.batch import VideoBatch, outcome_metadata
-from assets.quality import gate_check_result, gate_check_spec, publish_quarantine
-from orchestration.partitions import capture_date
-from resources import DetectorResource, LakeResource, SinksResource, SourcesResource
 from roadlens import pipeline
 from roadlens.lake import FRAMES_TABLE, RAW_DETECTIONS_TABLE, VIDEOS_TABLE
 from roadlens.registry import list_candidates, probe_video_record, video_id_of
 from roadlens.video import VideoError
+from roadlens_dagster.assets.batch import VideoBatch, outcome_metadata
+from roadlens_dagster.assets.quality import gate_check_result, gate_check_spec, publish_quarantine
+from roadlens_dagster.orchestration.partitions import capture_date
+from roadlens_dagster.resources import (
+    DetectorResource,
+    LakeResource,
+    SinksResource,
+    SourcesResource,
+)
 
 GROUP = "spine"
 DETECTOR_POOL = "detector"  # one slot per instance (dagster.yaml): one model in memory

@@ -22,13 +22,13 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
-from orchestration.partitions import capture_date
-from resources.sinks import SinksResource
 from roadlens.lake import ParquetLake
 from roadlens.pipeline import StageOutcome
 from roadlens.quality.gate import read_quarantine
 from roadlens.settings import env_number
 from roadlens.sinks.base import SinkError
+from roadlens_dagster.orchestration.partitions import capture_date
+from roadlens_dagster.resources.sinks import SinksResource
 
 DEFAULT_MAX_QUARANTINE_SHARE = 0.05
 

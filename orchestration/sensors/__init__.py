@@ -1,4 +1,0 @@
-from orchestration.sensors.landing import landing_sensor
-from orchestration.sensors.rules import rule_files_job, rule_files_sensor
-
-__all__ = ["landing_sensor", "rule_files_job", "rule_files_sensor"]
