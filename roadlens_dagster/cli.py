@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from roadlens import cli
 from roadlens.settings import roadlens_home
+from roadlens.sinks.registry import SINKS
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -240,10 +241,9 @@ def _preflight(rules: str | None) -> None:
         raise ValueError("settings that cannot work:\n  " + "\n  ".join(problems))
 
 
-# Sinks connected to once before the work: each answers (or refuses a login) in well under a
-# second. Kafka is left out on purpose: while its broker is down records are spooled and
-# replayed later, so an unreachable broker must not stop an ingest.
-PREFLIGHT_SINKS = ("postgres", "mqtt", "amqp")
+# Sinks connected to once before the work (the registry's ``preflight``): each answers, or
+# refuses a login, in well under a second. Kafka is not one: it spools while its broker is down.
+PREFLIGHT_SINKS = tuple(name for name, spec in SINKS.items() if spec.preflight)
 
 
 def _unreachable_sinks(settings: SinkSettings) -> list[str]:

@@ -89,3 +89,19 @@ def test_percentiles_are_in_milliseconds() -> None:
     assert stats["max"] == pytest.approx(200.0)
     assert 1.0 < stats["p99"] <= 200.0
     assert percentiles_ms([]) == {}
+
+
+def test_the_registry_is_the_one_list_of_sinks() -> None:
+    """Settings, pre-flight and the Dagster assets all follow the registry's entries."""
+    from dataclasses import fields
+
+    from roadlens.sinks.registry import SINKS
+    from roadlens_dagster.assets.sinks import SINK_ASSET_NAMES
+    from roadlens_dagster.cli import PREFLIGHT_SINKS
+
+    names = {f.name for f in fields(SinkSettings)}
+    assert all(spec.switch in names for spec in SINKS.values())
+    assert set(SINK_ASSET_NAMES) == {n for spec in SINKS.values() for n in spec.asset_names}
+    assert set(PREFLIGHT_SINKS) == {"postgres", "mqtt", "amqp"}  # Kafka spools instead
+    on = SinkSettings.from_env({spec.env_var: "x://h" for spec in SINKS.values()})
+    assert [n for n in SINK_NAMES if on.enabled(n)] == list(SINKS)

@@ -28,13 +28,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 
 from roadlens.redact import redact
 from roadlens.settings import roadlens_home
 from roadlens.sinks.base import Sink, SinkConfigError, SinkError
+from roadlens.sinks.registry import SINKS
 
-SINK_NAMES = ("postgres", "mongo", "kafka", "mqtt", "amqp", "files")
+# The sinks, in the order they are listed and written (the registry is their one list).
+SINK_NAMES = tuple(SINKS)
 
 
 @dataclass(frozen=True)
@@ -71,14 +72,7 @@ class SinkSettings:
 
     def target(self, name: str) -> str:
         """Where sink ``name`` writes, with credentials redacted; empty when it is off."""
-        url = {
-            "postgres": self.postgres_url,
-            "mongo": self.mongo_url,
-            "kafka": self.kafka_bootstrap,
-            "mqtt": self.mqtt_url,
-            "amqp": self.amqp_url,
-            "files": self.export_dir,
-        }[name]
+        url: str = getattr(self, SINKS[name].switch)
         return redact(url) if url else ""
 
     def enabled(self, name: str) -> bool:
@@ -100,25 +94,15 @@ class SinkSettings:
         from roadlens.sinks.postgres import validate_schema
 
         found = []
-        schemes = {
-            "postgres": ("postgres", "postgresql"),
-            "mongo": ("mongodb", "mongodb+srv"),
-            "mqtt": ("mqtt", "mqtts", "tcp", "ssl", "ws", "wss"),
-            "amqp": ("amqp", "amqps"),
-        }
-        for name, allowed in schemes.items():
-            url = getattr(self, f"{name}_url")
-            if not url or (name == "postgres" and "=" in url and "://" not in url):
-                continue  # off, or a libpq key=value string
+        for spec in SINKS.values():
+            url = getattr(self, spec.switch)
+            if not spec.url_schemes or not url:
+                continue
+            if spec.name == "postgres" and "=" in url and "://" not in url:
+                continue  # a libpq key=value string
             scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-            if scheme not in allowed:
-                example = {
-                    "postgres": "postgresql://user:password@host:port/db or a libpq key=value string",
-                    "mongo": "mongodb://user:password@host:port",
-                    "mqtt": "mqtt://user:password@host:1883",
-                    "amqp": "amqp://user:password@host:5672/vhost",
-                }[name]
-                found.append(f"{self.env_var(name)}={redact(url)}: use {example}")
+            if scheme not in spec.url_schemes:
+                found.append(f"{spec.env_var}={redact(url)}: use {spec.url_example}")
         if self.postgres_url:
             try:
                 validate_schema(self.postgres_schema)
@@ -138,14 +122,7 @@ class SinkSettings:
 
     def env_var(self, name: str) -> str:
         """The variable that switches sink ``name`` on (for "skipped" notes)."""
-        return {
-            "postgres": "ROADLENS_POSTGRES_URL",
-            "mongo": "ROADLENS_MONGO_URL",
-            "kafka": "ROADLENS_KAFKA_BOOTSTRAP",
-            "mqtt": "ROADLENS_MQTT_URL",
-            "amqp": "ROADLENS_AMQP_URL",
-            "files": "ROADLENS_EXPORT_DIR",
-        }[name]
+        return SINKS[name].env_var
 
 
 def open_sink(name: str, settings: SinkSettings) -> Sink:
@@ -154,37 +131,8 @@ def open_sink(name: str, settings: SinkSettings) -> Sink:
         raise SinkError(f"unknown sink {name!r}; expected one of {list(SINK_NAMES)}")
     if not settings.enabled(name):
         raise SinkError(f"sink {name} is off: set {settings.env_var(name)}")
-    prefix = "ROADLENS_EXPORT_" if name == "files" else f"ROADLENS_{name.upper()}_"
-    bad = [p for p in settings.problems() if p.startswith(prefix)]
+    spec = SINKS[name]
+    bad = [p for p in settings.problems() if p.startswith(spec.env_prefix)]
     if bad:
         raise SinkConfigError(f"{name}: " + "; ".join(bad))
-    if name == "postgres":
-        from roadlens.sinks.postgres import PostgresSink
-
-        return PostgresSink(settings.postgres_url, schema=settings.postgres_schema)
-    if name == "mongo":
-        from roadlens.sinks.mongo import MongoSink
-
-        return MongoSink.from_url(settings.mongo_url, database=settings.mongo_db)
-    if name == "kafka":
-        from roadlens.sinks.kafka import KafkaSink
-
-        return KafkaSink(
-            settings.kafka_bootstrap,
-            topic_prefix=settings.kafka_prefix,
-            value_format=settings.kafka_format,
-            spool_dir=Path(settings.spool_dir) / "kafka",
-        )
-    if name == "mqtt":
-        from roadlens.sinks.mqtt import MqttSink
-
-        return MqttSink(
-            settings.mqtt_url, topic_prefix=settings.mqtt_prefix, qos=int(settings.mqtt_qos)
-        )
-    if name == "amqp":
-        from roadlens.sinks.amqp import AmqpSink
-
-        return AmqpSink(settings.amqp_url, exchange=settings.amqp_exchange)
-    from roadlens.sinks.files import FileExportSink
-
-    return FileExportSink(settings.export_dir, file_format=settings.export_format)
+    return spec.open(settings)

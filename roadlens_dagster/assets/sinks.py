@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from roadlens.sinks.base import SinkConfigError, SinkError, SinkWrite, table_fingerprint
+from roadlens.sinks.registry import SINKS, SinkSpec
 from roadlens_dagster.assets.batch import VideoBatch
 from roadlens_dagster.assets.ode import events
 from roadlens_dagster.assets.spine import detections
@@ -24,23 +25,6 @@ from roadlens_dagster.resources.sinks import SinksResource
 
 GROUP = "sinks"
 
-# Short asset-name prefixes and Dagster kinds (which pick the UI icon).
-SINK_PREFIX = {
-    "postgres": "pg",
-    "mongo": "mongo",
-    "kafka": "kafka",
-    "mqtt": "mqtt",
-    "amqp": "amqp",
-    "files": "file",
-}
-SINK_KIND = {
-    "postgres": "postgres",
-    "mongo": "mongodb",
-    "kafka": "kafka",
-    "mqtt": "mqtt",
-    "amqp": "rabbitmq",
-    "files": "csv",
-}
 # Dagster retries a failed sink step (broker restart, lost connection) with backoff;
 # every write is idempotent per video, so a retry is always safe.
 SINK_RETRY = dg.RetryPolicy(
@@ -96,18 +80,19 @@ def sink_metadata(
     return meta
 
 
-def build_sink_asset(sink: str, upstream: dg.AssetsDefinition) -> dg.AssetsDefinition:
-    """The asset that keeps sink ``sink``'s table in step with the lake table that
-    ``upstream`` writes (both named like the asset)."""
+def build_sink_asset(spec: SinkSpec, upstream: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    """The asset that keeps the sink's table in step with the lake table that ``upstream``
+    writes (both named like the asset)."""
+    sink = spec.name
     table = upstream.key.to_user_string()
-    name = f"{SINK_PREFIX[sink]}_{table}"
+    name = f"{spec.asset_prefix}_{table}"
 
     @dg.asset(
         name=name,
         partitions_def=capture_date,
         group_name=GROUP,
         deps=[upstream],
-        kinds={SINK_KIND[sink]},
+        kinds={spec.kind},
         pool=f"sink_{sink}",
         retry_policy=SINK_RETRY,
         description=f"Every video's {table} of the date, replaced in the {sink} sink.",
@@ -179,13 +164,11 @@ def build_sink_asset(sink: str, upstream: dg.AssetsDefinition) -> dg.AssetsDefin
     return _sink_asset
 
 
-# Detections go to the databases, Kafka and the file export; rule events go there too and
-# to the MQTT and AMQP brokers (low volume, for IoT and workflow consumers). Each sink
-# asset reads the lake table of its upstream asset's name and writes the sink's table of
-# the same name.
-DETECTION_SINKS = ("postgres", "mongo", "kafka", "files")
-EVENT_SINKS = ("postgres", "mongo", "kafka", "mqtt", "amqp", "files")
-SINK_ASSETS = tuple(build_sink_asset(sink, detections) for sink in DETECTION_SINKS) + tuple(
-    build_sink_asset(sink, events) for sink in EVENT_SINKS
+# One asset per (sink, table) of the registry, detections' first.
+SINK_ASSETS = tuple(
+    build_sink_asset(spec, upstream)
+    for upstream in (detections, events)
+    for spec in SINKS.values()
+    if upstream.key.to_user_string() in spec.tables
 )
 SINK_ASSET_NAMES = tuple(a.key.to_user_string() for a in SINK_ASSETS)
