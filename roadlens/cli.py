@@ -116,13 +116,17 @@ def cmd_train_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ode(args: argparse.Namespace) -> int:
-    """Evaluate a rule file over any detections table, outside Dagster (the rule author's loop)."""
+    """Evaluate a rule file over any detections table, outside Dagster (the rule author's loop).
+
+    Events, statistics and heat maps come from the functions the pipeline's stage uses
+    (:mod:`roadlens.ode.stage`), so a rule author sees the numbers the pipeline will write.
+    """
     import pyarrow.parquet as pq
 
+    from roadlens.live.continuity import evaluate_with_context
     from roadlens.ode import load_rules
-    from roadlens.ode.accumulate import binned_counts, stats_table
-    from roadlens.ode.engine import evaluate_to_table
-    from roadlens.ode.heatmap import image_grid, render_png, to_table
+    from roadlens.ode.heatmap import render_png
+    from roadlens.ode.stage import event_stats_of, frames_of, heatmaps_of
 
     rules = load_rules(args.rules)
     detections = pq.read_table(args.detections).to_pandas()
@@ -131,41 +135,33 @@ def cmd_ode(args: argparse.Namespace) -> int:
     if "source_id" not in detections and parent.startswith("source_id="):
         detections["source_id"] = parent.removeprefix("source_id=")
     detections["track_id"] = detections["track_id"].astype("Int64")
-    frames = pq.read_table(args.frames).to_pandas() if args.frames else None
+    given = pq.read_table(args.frames).to_pandas() if args.frames else None
+    frames = given if given is not None else frames_of(detections)
     started = time.perf_counter()
-    events = evaluate_to_table(detections, frames, rules)
+    # No previous chunk here: the pipeline's evaluation without continuity context.
+    events = evaluate_with_context(detections, given, rules, None)
     seconds = time.perf_counter() - started
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(events, out / "events.parquet")
     events_df = events.to_pandas()
-    pq.write_table(stats_table(binned_counts(events_df)), out / "event_stats.parquet")
-    grid = image_grid(detections, weight="dwell", segments=True)
-    first = detections.iloc[0] if len(detections) else None
-    if first is not None:
-        pq.write_table(
-            to_table(
-                grid,
-                video_id=str(first["video_id"]),
-                source_id=str(first["source_id"]),
-                heatmap_id="dwell",
-                weight="dwell",
-                captured_at=detections["captured_at"].min(),
-            ),
-            out / "heatmap.parquet",
+    pq.write_table(event_stats_of(events_df, frames), out / "event_stats.parquet")
+    if len(detections):
+        first = detections.iloc[0]
+        maps = heatmaps_of(
+            detections,
+            frames,
+            video_id=str(first["video_id"]),
+            source_id=str(first["source_id"]),
+            captured_at=frames["captured_at"].min(),
         )
+        pq.write_table(maps.table, out / "heatmap.parquet")
         w, h = int(first["frame_width"]), int(first["frame_height"])
-        background = np.zeros((h, w, 3), np.uint8)
-        render_png(grid, background, out / "heatmap.png", units="s")
+        render_png(maps.dwell, np.zeros((h, w, 3), np.uint8), out / "heatmap.png", units="s/frame")
     per_rule = events_df["rule_id"].value_counts().sort_index().to_dict() if len(events_df) else {}
-    frames_n = (
-        frames["frame_number"].nunique()
-        if frames is not None
-        else detections[["video_id", "frame_number"]].drop_duplicates().shape[0]
-    )
     print(
         f"{len(rules.rules)} rules (sha256 {rules.sha256()[:12]}) over {len(detections)} detections "
-        f"in {seconds:.2f}s ({seconds / max(frames_n, 1) * 1e6:.0f} µs per frame): "
+        f"in {seconds:.2f}s ({seconds / max(len(frames), 1) * 1e6:.0f} µs per frame): "
         f"{events.num_rows} events"
     )
     for rule_id, n in per_rule.items():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -180,40 +181,52 @@ def evaluate_video(
     )
 
 
+def event_stats_of(events: pd.DataFrame, frames: pd.DataFrame) -> pa.Table:
+    """5/15/60-minute event counts per rule, class and direction over the video's span (its
+    first to last sampled frame, so quiet bins count as zeros)."""
+    span = (frames["captured_at"].min(), frames["captured_at"].max()) if len(frames) else None
+    return stats_table(binned_counts(events, span=span))
+
+
 def stats_for_video(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
-    """5/15/60-minute event counts per rule, class and direction over the video's span."""
+    """Write a video's ``event_stats`` (:func:`event_stats_of` of its events and frames)."""
     started = time.perf_counter()
     events = lake.read_video(EVENTS_TABLE, record.video_id).to_pandas()
-    frames = read_frames(lake, record.video_id)
-    span = (frames["captured_at"].min(), frames["captured_at"].max()) if len(frames) else None
-    table = stats_table(binned_counts(events, span=span))
+    table = event_stats_of(events, read_frames(lake, record.video_id))
     stats = _write(lake, EVENT_STATS_TABLE, table, record)
     return StageOutcome(record.video_id, table.num_rows, time.perf_counter() - started, stats)
 
 
-def _representative_frame(frames: pd.DataFrame, video_path: str) -> np.ndarray | None:
-    """The middle sampled frame: its stored JPEG, else decoded from the video."""
-    paths = [p for p in frames.get("image_path", pd.Series(dtype=object)).dropna()]
-    if paths:
-        return cv2.imread(str(paths[len(paths) // 2]))
-    if not len(frames):
-        return None
-    try:
-        return decode_frame(video_path, float(frames["pts_sec"].iloc[len(frames) // 2]))
-    except (VideoError, FileNotFoundError) as exc:
-        log.warning("no heat map background: %s", exc)
-        return None
+def frames_of(detections: pd.DataFrame) -> pd.DataFrame:
+    """A frames table recovered from detections alone, for callers without the ``frames``
+    table (frames without boxes are missing from it, so exposure counts only those with)."""
+    columns = ["video_id", "frame_number", "pts_sec", "captured_at", "frame_width", "frame_height"]
+    frames = detections[columns].drop_duplicates(["video_id", "frame_number"])
+    frames = frames.rename(columns={"frame_width": "width", "frame_height": "height"})
+    return frames.sort_values(["video_id", "frame_number"]).reset_index(drop=True)
 
 
-def heatmaps_for_video(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
-    """Dwell and unique-track image grids, a geo grid when GPS exists, and a PNG overlay."""
-    started = time.perf_counter()
-    detections = read_detections(lake, record.video_id)
-    frames = read_frames(lake, record.video_id)
-    captured_at = frames["captured_at"].min() if len(frames) else pd.Timestamp(record.capture_start)
+@dataclass(frozen=True)
+class Heatmaps:
+    """A video's heat map rows (HEATMAPS) and its dwell grid, for the PNG overlay."""
+
+    table: pa.Table
+    dwell: np.ndarray
+    geo_cells: int | None
+
+
+def heatmaps_of(
+    detections: pd.DataFrame,
+    frames: pd.DataFrame,
+    *,
+    video_id: str,
+    source_id: str,
+    captured_at: pd.Timestamp,
+) -> Heatmaps:
+    """Dwell and unique-track image grids, and a geo grid when GPS exists, of one video."""
     size = (int(frames["width"].iloc[0]), int(frames["height"].iloc[0])) if len(frames) else None
     exposure = float(len(frames)) or None
-    common: dict[str, Any] = {"video_id": record.video_id, "source_id": record.source_id}
+    common: dict[str, Any] = {"video_id": video_id, "source_id": source_id}
     tables = []
     dwell = image_grid(
         detections,
@@ -231,8 +244,8 @@ def heatmaps_for_video(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
     tables.append(
         to_table(tracks, heatmap_id="tracks", weight="tracks", captured_at=captured_at, **common)
     )
-    extra: dict[str, object] = {}
-    if detections["lat"].notna().any():
+    geo_cells = None
+    if "lat" in detections and detections["lat"].notna().any():
         geo = geo_grid(detections)
         tables.append(
             to_table(
@@ -245,15 +258,48 @@ def heatmaps_for_video(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
                 **common,
             )
         )
-        extra["geo_cells"] = len(geo)
+        geo_cells = len(geo)
     table = pa.concat_tables([t.cast(HEATMAPS) for t in tables])
-    stats = _write(lake, HEATMAPS_TABLE, table, record)
+    return Heatmaps(table, dwell, geo_cells)
+
+
+def _representative_frame(frames: pd.DataFrame, video_path: str) -> np.ndarray | None:
+    """The middle sampled frame: its stored JPEG, else decoded from the video."""
+    paths = [p for p in frames.get("image_path", pd.Series(dtype=object)).dropna()]
+    if paths:
+        return cv2.imread(str(paths[len(paths) // 2]))
+    if not len(frames):
+        return None
+    try:
+        return decode_frame(video_path, float(frames["pts_sec"].iloc[len(frames) // 2]))
+    except (VideoError, FileNotFoundError) as exc:
+        log.warning("no heat map background: %s", exc)
+        return None
+
+
+def heatmaps_for_video(lake: ParquetLake, record: VideoRecord) -> StageOutcome:
+    """Write a video's ``heatmaps`` (:func:`heatmaps_of`) and a PNG overlay of the dwell grid."""
+    started = time.perf_counter()
+    detections = read_detections(lake, record.video_id)
+    frames = read_frames(lake, record.video_id)
+    captured_at = frames["captured_at"].min() if len(frames) else pd.Timestamp(record.capture_start)
+    maps = heatmaps_of(
+        detections,
+        frames,
+        video_id=record.video_id,
+        source_id=record.source_id,
+        captured_at=captured_at,
+    )
+    extra: dict[str, object] = {}
+    if maps.geo_cells is not None:
+        extra["geo_cells"] = maps.geo_cells
+    stats = _write(lake, HEATMAPS_TABLE, maps.table, record)
     background = _representative_frame(frames, record.path)
     if background is not None:
         png = lake.heatmap_png(record.capture_date, record.video_id, "dwell")
         png.parent.mkdir(parents=True, exist_ok=True)
-        render_png(dwell, background, png, units="s/frame")
+        render_png(maps.dwell, background, png, units="s/frame")
         extra["png"] = str(png)
     return StageOutcome(
-        record.video_id, table.num_rows, time.perf_counter() - started, stats, extra
+        record.video_id, maps.table.num_rows, time.perf_counter() - started, stats, extra
     )
