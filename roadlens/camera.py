@@ -25,7 +25,7 @@ ALL_CLASSES = "all"
 
 DEFAULT_SAMPLE_FPS: dict[str, float] = {"dashcam": 5.0, "fixed": 10.0}
 """Samples per second of video each kind gets by default, validated by
-``tests/test_tracking.py`` and ``bench/bench_tracking.py``.
+``tests/detect/test_tracking.py`` and ``bench/bench_tracking.py``.
 
 fixed: on the real roadside clip, line counts at 10 fps agree with ByteTrack on every frame
 (30 fps) within 1 on every line from y = 0.45 to 0.75, on the mirrored and the time-reversed

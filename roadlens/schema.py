@@ -5,7 +5,7 @@ the library, so a field that changes silently fails ``tests/test_schema.py``.
 
 These schemas are the source of truth: each carries its own version in its metadata
 (``{"table": "detections", "schema_version": "1"}``), its fields are recorded per version
-in ``roadlens/contracts/schema_contracts.json`` (``tests/test_schema_contract.py`` fails
+in ``roadlens/contracts/schema_contracts.json`` (``tests/contracts/test_contracts.py`` fails
 when a field changes without a version bump), and :func:`upgrade_table` lets readers take
 tables written with an older version. See ``docs/schema.md``.
 """

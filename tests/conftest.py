@@ -26,8 +26,10 @@ from tests.services import (  # noqa: F401 - fixtures for the server-backed sink
 )
 
 # The shared folders next to the checkout: real clips and real COCO detectors.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
+# The repository, and the shared data and models beside it (never copied into it).
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_MODELS = REPO.parent / "shared" / "models"
 
 CAPTURE_DATE = DEFAULT_START.date().isoformat()  # "2026-05-04": synth clips' creation time
 CLIP_SECONDS = 3.0

@@ -36,8 +36,9 @@ from roadlens.lake import ParquetLake
 from roadlens.ode.rules import RuleError, load_rules
 from roadlens.registry import VideoRecord
 from roadlens.video import VideoError, mp4, probe
+from tests.conftest import REPO
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "rules" / "examples.yaml"
+EXAMPLES = REPO / "roadlens_dagster" / "rules" / "examples.yaml"
 START = datetime(2026, 5, 4, 8, 30, tzinfo=UTC)
 # Readers warn about losses (partial decodes, dropped fixes): expected under fuzzing.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

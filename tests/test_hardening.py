@@ -41,10 +41,11 @@ from roadlens.registry import probe_video_record, video_id_of
 from roadlens.sinks.base import SinkError
 from roadlens.sinks.settings import SinkSettings, open_sink
 from roadlens.video import PartialVideoWarning, VideoError, mp4, probe, sample_video
+from tests.conftest import REPO
 
 START = datetime(2026, 5, 4, 8, 30, tzinfo=UTC)
 T0 = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def render(path: Path, fourcc: str = "mp4v", frames: int = 40, fps: float = 10.0) -> Path:

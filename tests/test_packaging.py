@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_data, shared_model
+from tests.conftest import REPO, shared_data, shared_model
 
-REPO = Path(__file__).resolve().parents[1]
 DAGSTER_IMPORT = re.compile(r"^\s*(?:import|from)\s+(?:dagster|roadlens_dagster)\b", re.M)
 
 

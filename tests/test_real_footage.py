@@ -21,11 +21,9 @@ from roadlens.detect.detector import Detector, DetectorConfig
 from roadlens.detect.weights import ROAD_CLASSES, WeightsError, check_weights, road_class_ids
 from roadlens.video import iter_sampled_frames, probe
 from roadlens.video import stream as video_stream
-from tests.conftest import shared_data, shared_model
+from tests.conftest import REPO, shared_data, shared_model
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

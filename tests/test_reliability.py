@@ -17,11 +17,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import shared_data, shared_model
+from tests.conftest import REPO, shared_data, shared_model
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 DETECTING = "frames/s"  # the detections step's progress lines
 
 

@@ -4,7 +4,7 @@ The Arrow schemas in :mod:`roadlens.schema` are the source of truth. For each ta
 version, ``schema_contracts.json`` (next to this module) records the fields (name, type,
 nullability, in order) and their :func:`~roadlens.schema.schema_fingerprint`. A table
 whose fields differ from the contract recorded for its current version changed without a
-version bump: :func:`check_all` (run by ``tests/test_schema_contract.py``) reports what
+version bump: :func:`check_all` (run by ``tests/contracts/test_contracts.py``) reports what
 changed and what to do. Every older recorded version must still be readable through
 :func:`~roadlens.schema.upgrade_table`.
 

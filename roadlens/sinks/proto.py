@@ -3,7 +3,7 @@
 No ``protoc`` is needed: the message descriptors are built in code from the Arrow schemas
 (the source of truth), and :func:`render_proto` writes the same descriptors as ``.proto``
 text. The committed ``roadlens/sinks/proto/roadlens_v1.proto`` must equal that text
-(``tests/test_proto.py``), so a schema change cannot silently drift from what Kafka
+(``tests/sinks/test_proto.py``), so a schema change cannot silently drift from what Kafka
 consumers compile against. Regenerate it with ``python -m roadlens.sinks.proto --write``.
 
 Mapping (proto3, package ``roadlens.v1``):

@@ -27,10 +27,11 @@ import pytest
 
 from roadlens.camera import CAMERA_KINDS, DEFAULT_SAMPLE_FPS
 from roadlens.detect.tracking import MotionTracker, TrackerConfig, class_groups
+from tests.conftest import REPO
 
 COCO_CLASS_GROUPS = class_groups({1: "bicycle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck"})
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = REPO.parent / "shared"
 ROADSIDE = SHARED / "data" / "roadside.mp4"
 DASHCAM = SHARED / "data" / "dashcam.mp4"
 MODEL = SHARED / "models" / "yolo11n_int8_openvino_model"

@@ -37,10 +37,10 @@ import pytest
 import yaml
 
 from roadlens.registry import DONE_MARKER
-from tests.conftest import CAPTURE_DATE, SESSION_ID, VEHICLE_ID, LandingClips, copy_clip
+from tests.conftest import CAPTURE_DATE, REPO, SESSION_ID, VEHICLE_ID, LandingClips, copy_clip
 from tests.services import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 PROD_YAML = ROOT / "deploy" / "dagster.yaml"
 COMPOSE_YAML = ROOT / "docker-compose.yml"
 COMPOSE_WORKSPACE = ROOT / "deploy" / "workspace.yaml"

@@ -653,7 +653,7 @@ def test_run_actions_over_a_rendered_clip_is_idempotent(
                         {"notify": {"webhook": {"url": f"{hook_server}/h", "retries": 0}}},
                         {
                             "custom": {
-                                "function": "tests.test_ode_actions:record_custom",
+                                "function": "tests.ode.test_actions:record_custom",
                                 "params": {"tag": "t"},
                             }
                         },

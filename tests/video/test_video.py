@@ -24,8 +24,9 @@ from roadlens.video import (
     sample_video,
     write_creation_time,
 )
+from tests.conftest import REPO
 
-DASHCAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "dashcam.mp4"
+DASHCAM = REPO.parent / "shared" / "data" / "dashcam.mp4"
 START = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
 
 

@@ -52,11 +52,10 @@ from roadlens_dagster.resources import (
     SinksResource,
     SourcesResource,
 )
-from tests.conftest import CAPTURE_DATE, LandingClips
+from tests.conftest import CAPTURE_DATE, REPO, LandingClips
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 KEY_ENV = "ROADLENS_TEST_DETECT_KEY"
 KEY = "test-key-0f9c"
 MAX_BATCH = 8

@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from roadlens.ode.rules import RuleError, evaluation_order, load_rules, parse_rules
+from tests.conftest import REPO
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "rules" / "examples.yaml"
+EXAMPLES = REPO / "roadlens_dagster" / "rules" / "examples.yaml"
 
 BASE = {
     "version": 1,

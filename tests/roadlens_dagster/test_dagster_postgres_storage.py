@@ -18,7 +18,9 @@ import pytest
 import yaml
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
-INSTANCE_YAML = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
+from tests.conftest import REPO
+
+INSTANCE_YAML = REPO / "deploy" / "dagster.yaml"
 
 
 def _with_database(url: str, database: str) -> str:
@@ -148,7 +150,7 @@ def test_postgres_db_fields_variant(
 def test_instance_yaml_keeps_secrets_out_and_limits_in() -> None:
     """The file names the URL by environment variable and keeps the embedded run limits.
 
-    Production adds limits of its own (tests/test_deploy.py checks them in a live instance).
+    Production adds limits of its own (tests/roadlens_dagster/test_deploy.py checks them in a live instance).
     """
     config = yaml.safe_load(INSTANCE_YAML.read_text())
     assert config["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_PG_URL"}

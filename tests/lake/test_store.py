@@ -18,6 +18,7 @@ from roadlens.lake import store as lake_store
 from roadlens.registry import VideoRecord
 from roadlens.schema import DETECTIONS, RAW_DETECTIONS, VIDEOS, conform
 from roadlens.sinks.duckdb_views import connect, query
+from tests.conftest import REPO
 
 DATE = "2026-05-04"
 START = datetime(2026, 5, 4, 8, 30, tzinfo=UTC)
@@ -435,7 +436,7 @@ def test_the_catalogue_knows_every_exported_table_and_its_columns() -> None:
 
 def test_nothing_outside_the_lake_package_builds_a_lake_path() -> None:
     """Hive globs and media folders are spelt only in roadlens/lake (issue: one lake)."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO
     spelt = re.compile(r"""["'](?:date=\*|source_id=\*)|/ ["']media["']""")
     offenders = [
         f"{path.relative_to(repo)}:{number}"

@@ -11,7 +11,7 @@ import pytest
 from roadlens.ode import evaluate, evaluate_to_table, parse_rules
 from roadlens.ode.engine import evaluate_hits
 from roadlens.schema import EVENTS
-from tests.test_ode_spatial import START, make_dets, vertical
+from tests.ode.test_spatial import START, make_dets, vertical
 
 AREAS = {
     "stop-line": {"line": [[100, 300], [900, 300]], "in_side": "right"},
@@ -271,7 +271,7 @@ def test_custom_trigger_by_import_path() -> None:
             {
                 "id": "near-line",
                 "criteria": {"classes": ["car"]},
-                "trigger": {"custom": {"function": "tests.test_ode_engine:near_line", "band": 5}},
+                "trigger": {"custom": {"function": "tests.ode.test_engine:near_line", "band": 5}},
                 "firing": {"mode": "edge"},
             }
         ]

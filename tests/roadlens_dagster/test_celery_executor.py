@@ -43,9 +43,9 @@ from roadlens_dagster.orchestration.executors import (
     roadlens_celery_executor,
 )
 from tests.celery_jobs import PROBE_KEYS, celery_probe_job
+from tests.conftest import REPO
 from tests.services import skip_or_fail, tcp_reachable
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/13"
 WORKER_START_TIMEOUT = 60.0

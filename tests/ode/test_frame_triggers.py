@@ -255,7 +255,7 @@ def my_trigger(dets: pd.DataFrame, frames: pd.DataFrame, *, n: int) -> pd.DataFr
 
 def test_custom_by_import_path(scene) -> None:
     dets, fr = scene
-    out = run("custom", dets, fr, function="tests.test_ode_frame_triggers:my_trigger", n=2)
+    out = run("custom", dets, fr, function="tests.ode.test_frame_triggers:my_trigger", n=2)
     assert out["frame_number"].tolist() == [12]
     with pytest.raises(ValueError, match=r"package\.module:function"):
         run("custom", dets, fr, function="no_colon")

@@ -2,7 +2,7 @@
 admin key and a filled lake: no input, valid or deliberately invalid, may produce a 5xx.
 
 Starting recorders is left out (fuzzed URLs would launch ffmpeg against random hosts);
-``tests/test_service_api.py`` covers it. Each operation gets ``max_examples=20`` per
+``tests/service/test_api.py`` covers it. Each operation gets ``max_examples=20`` per
 generation mode (positive: inputs the schema allows; negative: inputs it forbids).
 """
 
@@ -19,7 +19,7 @@ from schemathesis import GenerationMode
 
 from roadlens.service import ServiceSettings, create_app
 from roadlens.service.testing import ServerThread
-from tests.test_service_api import fill_lake
+from tests.service.test_api import fill_lake
 
 KEY = "fuzz-admin-key"
 

@@ -22,7 +22,7 @@ from roadlens_dagster.orchestration.sensors.landing import (
     waiting_microbatches,
 )
 from roadlens_dagster.resources import SourcesResource
-from tests.conftest import CAPTURE_DATE, SESSION_ID, VEHICLE_ID, LandingClips, copy_clip
+from tests.conftest import CAPTURE_DATE, REPO, SESSION_ID, VEHICLE_ID, LandingClips, copy_clip
 
 # Every asset of the spine job gets the same micro-batch: the spine, the ODE stage, the sinks.
 SPINE = (
@@ -326,7 +326,7 @@ def test_sensor_interval_is_read_when_the_code_location_loads() -> None:
         "print(landing_sensor.minimum_interval_seconds)"
     )
     env = {**os.environ, SENSOR_INTERVAL_ENV: "7", "PYTHONWARNINGS": "ignore"}
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120
     )
