@@ -184,11 +184,16 @@ def test_png_multipart_matches_local_detector_exactly_with_track_ids(
     remote, mine = result.table, local.table
     assert mine.num_rows > 0 and local.tracks > 0
     assert remote.schema == mine.schema
-    # Lossless frames through the same model: identical boxes, and the same tracker fed
-    # with them here gives identical track ids.
-    for name in ("frame_number", "pts_sec", "class_id", "class_name", "confidence", "track_id"):
+    # Lossless frames through the same model: the same boxes, and the same tracker fed with
+    # them here gives the same track ids. Not bit for bit: the server batches requests as
+    # they arrive (up to --max-batch), and another batch size picks other CPU kernels, which
+    # moved one box corner by 0.45 px in a loaded run.
+    for name in ("frame_number", "pts_sec", "class_id", "class_name", "track_id"):
         assert remote.column(name).equals(mine.column(name)), name
-    np.testing.assert_array_equal(_boxes(remote), _boxes(mine))
+    np.testing.assert_allclose(
+        remote.column("confidence").to_numpy(), mine.column("confidence").to_numpy(), atol=1e-3
+    )
+    np.testing.assert_allclose(_boxes(remote), _boxes(mine), atol=1.0)
     assert result.tracks == local.tracks
     assert result.frames == len(clip.images)
     assert result.backend == f"remote:{local.backend}"
