@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -43,14 +43,11 @@ from roadlens.lake import SINK_TABLES
 from roadlens.redact import redact, scrub
 from roadlens.schema import table_version
 from roadlens.sinks.base import (
-    SinkBase,
     SinkConfigError,
     SinkError,
-    SinkWrite,
-    Stopwatch,
     id_column,
-    percentiles_ms,
 )
+from roadlens.sinks.broker import BrokerSink, Published
 from roadlens.sinks.encode import iter_bytes, json_lines
 from roadlens.sinks.state import LocalManifest, default_state_dir
 
@@ -127,7 +124,7 @@ class _Batch:
         return (self.confirmed_at - self.sent_at)[: self.sent]
 
 
-class AmqpSink(SinkBase):
+class AmqpSink(BrokerSink):
     """Publishes rows as persistent JSON messages to a RabbitMQ exchange, with confirms.
 
     ``url`` is ``amqp://user:password@host:5672/vhost`` (``amqps://`` for TLS; pika's URL
@@ -347,42 +344,27 @@ class AmqpSink(SinkBase):
 
     # --- writes -------------------------------------------------------------------------
 
-    def write_video(
-        self, table: str, video_id: str, data: pa.Table, *, export_id: str, fingerprint: str = ""
-    ) -> SinkWrite:
-        """Publish ``data`` (one message per row) and wait until the broker confirmed all.
+    def manifest_fields(self) -> dict[str, object]:
+        return {"exchange": self.exchange}
 
-        An empty table sends nothing and forgets the video in the manifest.
-        """
-        data = self.prepare(table, video_id, data)
-        with Stopwatch() as watch:
-            if data.num_rows == 0:
-                self.manifest.remove(table, video_id)
-                batch = None
-            else:
-                batch = self._send(table, video_id, data, export_id)
-                self.manifest.put(
-                    table,
-                    video_id,
-                    export_id=export_id,
-                    fingerprint=fingerprint,
-                    rows=data.num_rows,
-                    exchange=self.exchange,
-                )
-        return SinkWrite(
-            sink=self.name,
-            table=table,
-            video_id=video_id,
-            rows=data.num_rows,
-            bytes=sum(map(len, batch.bodies)) if batch else 0,
-            seconds=watch.seconds,
-            latency_ms=percentiles_ms(batch.latencies()) if batch else {},
-            extra={
-                "exchange": self.exchange,
-                "confirmed": batch.confirmed if batch else 0,
-                "routing_keys": len(set(batch.keys)) if batch else 0,
-                "persistent": self.persistent,
-            },
+    def nothing_published(self) -> Published:
+        return Published(extra=self._figures(confirmed=0, routing_keys=0))
+
+    def _figures(self, *, confirmed: int, routing_keys: int) -> dict[str, object]:
+        return {
+            "exchange": self.exchange,
+            "confirmed": confirmed,
+            "routing_keys": routing_keys,
+            "persistent": self.persistent,
+        }
+
+    def publish(self, table: str, video_id: str, data: pa.Table, export_id: str) -> Published:
+        """Publish one message per row and wait until the broker confirmed all."""
+        batch = self._send(table, video_id, data, export_id)
+        return Published(
+            sum(map(len, batch.bodies)),
+            batch.latencies(),
+            self._figures(confirmed=batch.confirmed, routing_keys=len(set(batch.keys))),
         )
 
     def _send(self, table: str, video_id: str, data: pa.Table, export_id: str) -> _Batch:
@@ -449,7 +431,3 @@ class AmqpSink(SinkBase):
                 f"is bound to exchange {self.exchange!r} for routing keys {batch.returned_keys}"
             )
         return batch
-
-    def committed(self, table: str, video_ids: Sequence[str]) -> dict[str, str]:
-        """Fingerprints of the videos last sent completely (from the local manifest)."""
-        return self.manifest.get(table, video_ids)

@@ -24,7 +24,6 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -34,13 +33,10 @@ import pyarrow.compute as pc
 
 from roadlens.redact import redact, scrub
 from roadlens.sinks.base import (
-    SinkBase,
     SinkConfigError,
     SinkError,
-    SinkWrite,
-    Stopwatch,
-    percentiles_ms,
 )
+from roadlens.sinks.broker import BrokerSink, Published
 from roadlens.sinks.encode import iter_bytes, json_lines
 from roadlens.sinks.state import LocalManifest, default_state_dir
 
@@ -109,7 +105,7 @@ class _Acks:
             return True
 
 
-class MqttSink(SinkBase):
+class MqttSink(BrokerSink):
     """Publishes rows as JSON to an MQTT broker (paho-mqtt 2.x; MQTT 5, or 3.1.1).
 
     ``url`` is ``mqtt://[user:password@]host[:port]`` (``mqtts://`` for TLS). ``qos`` 1 or 2
@@ -289,49 +285,23 @@ class MqttSink(SinkBase):
 
     # --- writes -------------------------------------------------------------------------
 
-    def write_video(
-        self, table: str, video_id: str, data: pa.Table, *, export_id: str, fingerprint: str = ""
-    ) -> SinkWrite:
-        """Publish ``data`` (one message per row) and wait for every acknowledgement.
+    def manifest_fields(self) -> dict[str, object]:
+        return {"qos": self.qos}
 
-        An empty table sends nothing and forgets the video in the manifest.
-        """
-        data = self.prepare(table, video_id, data)
-        latencies: list[float]
-        with Stopwatch() as watch:
-            if data.num_rows == 0:
-                self.manifest.remove(table, video_id)
-                acked, topics, size, latencies = 0, 0, 0, []
-            else:
-                acked, topics, size, latencies = self._publish(table, video_id, data)
-                self.manifest.put(
-                    table,
-                    video_id,
-                    export_id=export_id,
-                    fingerprint=fingerprint,
-                    rows=data.num_rows,
-                    qos=self.qos,
-                )
-        return SinkWrite(
-            sink=self.name,
-            table=table,
-            video_id=video_id,
-            rows=data.num_rows,
-            bytes=size,
-            seconds=watch.seconds,
-            latency_ms=percentiles_ms(latencies),
-            extra={
-                "qos": self.qos,
-                "retain": self.retain,
-                "acked": acked,
-                "topics": topics,
-                "inflight": self._inflight,
-            },
-        )
+    def nothing_published(self) -> Published:
+        return Published(extra=self._figures(acked=0, topics=0))
 
-    def _publish(
-        self, table: str, video_id: str, data: pa.Table
-    ) -> tuple[int, int, int, list[float]]:
+    def _figures(self, *, acked: int, topics: int) -> dict[str, object]:
+        return {
+            "qos": self.qos,
+            "retain": self.retain,
+            "acked": acked,
+            "topics": topics,
+            "inflight": self._inflight,
+        }
+
+    def publish(self, table: str, video_id: str, data: pa.Table, export_id: str) -> Published:
+        """Publish one message per row and wait for every acknowledgement."""
         if self._client is None:
             self._connect()
         client = self._client
@@ -380,14 +350,13 @@ class MqttSink(SinkBase):
                 f"{table} video {video_id!r}: {acks.failed} of {total} messages were not "
                 f"delivered (QoS {self.qos}{', dropped while disconnected' if dropped else ''})"
             )
-        size = sum(map(len, payloads))
-        return acks.acked, len(pc.unique(topic_array)), size, acks.latencies
+        return Published(
+            sum(map(len, payloads)),
+            acks.latencies,
+            self._figures(acked=acks.acked, topics=len(pc.unique(topic_array))),
+        )
 
     def _abandon(self) -> None:
         # paho would keep re-sending the unacknowledged messages of a failed write in the
         # background; drop the session so the next write starts clean (it re-sends all).
         self.close()
-
-    def committed(self, table: str, video_ids: Sequence[str]) -> dict[str, str]:
-        """Fingerprints of the videos last sent completely (from the local manifest)."""
-        return self.manifest.get(table, video_ids)
