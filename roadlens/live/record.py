@@ -21,7 +21,9 @@ capture time is ``chunk creation time + pts``, the rule the frame sampler alread
 applies. The chunk's start in stream time comes from the segment list; it is mapped to
 wall-clock time by an anchor: the smallest ``wall clock - out_time`` over ffmpeg's
 ``-progress`` reports (every 0.5 s) of that ffmpeg run, i.e. the arrival time of the
-stream's time zero, taken at the moment media arrived with the least delay.
+stream's time zero, taken at the moment media arrived with the least delay. The anchor is
+fixed when the run publishes its first chunk, so consecutive chunks of one run are exactly
+their stream offsets apart and never overlap.
 
 Live sources (network URLs, devices) reconnect after ffmpeg exits, with capped
 exponential back-off and jitter; a file source ends normally (``STOPPED``). A per-source
@@ -358,6 +360,10 @@ class _Run:
     started_wall: float
     started_mono: float
     anchor: float | None = None  # wall-clock epoch seconds of stream time 0
+    # The anchor the run's first published chunk used: later chunks of the run keep it, so
+    # their times follow the stream clock exactly (a later, better anchor would move them
+    # up to a few tenths of a second earlier and overlap the chunk before).
+    published_anchor: float | None = None
     last_out_s: float = -1.0
     last_advance_mono: float | None = None
     media_seen: bool = False
@@ -653,8 +659,9 @@ class Recorder:
             run.listed += 1
 
     def _publish(self, run: _Run, part: Path, start_s: float, duration_s: float) -> None:
-        anchor = run.anchor if run.anchor is not None else run.started_wall
-        start = datetime.fromtimestamp(anchor + start_s, tz=UTC)
+        if run.published_anchor is None:
+            run.published_anchor = run.anchor if run.anchor is not None else run.started_wall
+        start = datetime.fromtimestamp(run.published_anchor + start_s, tz=UTC)
         start = start.replace(microsecond=start.microsecond // 1000 * 1000)
         final = self._free_name(chunk_name(self.source_id, start))
         mp4.write_creation_time(part, start)

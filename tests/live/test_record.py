@@ -178,7 +178,7 @@ def test_file_source_real_time_chunks_are_marked_probeable_and_timed(
     assert all(_container_start(c) < 0.05 for c in chunks)
     assert sum(i.duration_s for i in infos) == pytest.approx(SECONDS, abs=0.25)
 
-    starts = []
+    starts, stream_starts = [], []
     for path, info in zip(chunks, infos, strict=True):
         assert Path(f"{path}.done").is_file(), f"{path.name} has no .done marker"
         marker = read_chunk_marker(path)
@@ -188,8 +188,13 @@ def test_file_source_real_time_chunks_are_marked_probeable_and_timed(
         assert info.creation_time == marker.capture_start.replace(microsecond=0)
         assert before - timedelta(seconds=1) <= marker.capture_start <= after
         starts.append(marker.capture_start)
+        stream_starts.append(marker.stream_start_s)
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     assert all(g == pytest.approx(2.0, abs=0.35) for g in gaps), gaps
+    # One ffmpeg run, one anchor: chunk times are exactly their stream offsets apart (to the
+    # millisecond of the names), so consecutive chunks never overlap.
+    offsets = [b - a for a, b in itertools.pairwise(stream_starts)]
+    assert gaps == pytest.approx(offsets, abs=0.002), (gaps, offsets)
     assert [c.capture_start for c in seen] == starts
     assert status.last_chunk == chunks[-1].name and status.codec == "libx264"
 
