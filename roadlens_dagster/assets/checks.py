@@ -15,6 +15,7 @@ from roadlens.lake import DETECTIONS_TABLE, FRAMES_TABLE
 from roadlens.quality.drift import compare, drift_metrics
 from roadlens_dagster.assets.spine import detections
 from roadlens_dagster.orchestration.partitions import capture_date
+from roadlens_dagster.previews import known_previews
 from roadlens_dagster.resources import LakeResource
 
 HISTORY_LIMIT = 30  # evaluations read back; enough for a month of daily partitions
@@ -38,43 +39,46 @@ def _history(context: dg.AssetCheckExecutionContext, partition: str) -> list[dic
     return list(seen.values())
 
 
-@dg.asset_check(
-    asset=detections,
-    name="detections_drift",
-    blocking=False,
-    partitions_def=capture_date,
-    description=(
-        "Class mix, tracker-id churn per minute, share of frames without detections, GPS "
-        "coverage and detections per frame, against the median of recent partitions."
-    ),
-)
-def detections_drift(
-    context: dg.AssetCheckExecutionContext, lake: LakeResource
-) -> dg.AssetCheckResult:
-    store = lake.lake()
-    partition = context.partition_key
-    detections = store.read_date(DETECTIONS_TABLE, partition)
-    frames = store.read_date(FRAMES_TABLE, partition)
-    if detections is None or frames is None:
-        return dg.AssetCheckResult(
-            passed=True,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"note": dg.MetadataValue.text(f"no detections or frames on {partition}")},
-        )
-    metrics = drift_metrics(detections.to_pandas(), frames.to_pandas())
-    history = _history(context, partition)
-    report = compare(metrics, history)
-    meta = report.as_metadata()
-    return dg.AssetCheckResult(
-        passed=report.passed,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            METRICS_KEY: dg.MetadataValue.json(json.loads(json.dumps(metrics, default=float))),
-            "history_points": dg.MetadataValue.int(len(history)),
-            "drifted": dg.MetadataValue.json(report.drifted),
-            "report": dg.MetadataValue.json(meta),
-        },
+# A partitioned check (one verdict per capture date) is a Dagster preview feature.
+with known_previews():
+
+    @dg.asset_check(
+        asset=detections,
+        name="detections_drift",
+        blocking=False,
+        partitions_def=capture_date,
+        description=(
+            "Class mix, tracker-id churn per minute, share of frames without detections, GPS "
+            "coverage and detections per frame, against the median of recent partitions."
+        ),
     )
+    def detections_drift(
+        context: dg.AssetCheckExecutionContext, lake: LakeResource
+    ) -> dg.AssetCheckResult:
+        store = lake.lake()
+        partition = context.partition_key
+        detections = store.read_date(DETECTIONS_TABLE, partition)
+        frames = store.read_date(FRAMES_TABLE, partition)
+        if detections is None or frames is None:
+            return dg.AssetCheckResult(
+                passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"note": dg.MetadataValue.text(f"no detections or frames on {partition}")},
+            )
+        metrics = drift_metrics(detections.to_pandas(), frames.to_pandas())
+        history = _history(context, partition)
+        report = compare(metrics, history)
+        meta = report.as_metadata()
+        return dg.AssetCheckResult(
+            passed=report.passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                METRICS_KEY: dg.MetadataValue.json(json.loads(json.dumps(metrics, default=float))),
+                "history_points": dg.MetadataValue.int(len(history)),
+                "drifted": dg.MetadataValue.json(report.drifted),
+                "report": dg.MetadataValue.json(meta),
+            },
+        )
 
 
 QUALITY_CHECKS = (detections_drift,)

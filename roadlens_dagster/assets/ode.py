@@ -22,6 +22,7 @@ from roadlens_dagster.assets.batch import VideoBatch, outcome_metadata
 from roadlens_dagster.assets.quality import gate_check_result, gate_check_spec, publish_quarantine
 from roadlens_dagster.assets.spine import detections
 from roadlens_dagster.orchestration.partitions import capture_date
+from roadlens_dagster.previews import known_previews
 from roadlens_dagster.resources import LakeResource, SinksResource, SourcesResource
 from roadlens_dagster.resources.rules import RulesResource
 
@@ -39,24 +40,27 @@ def rule_set_version(hashes: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@dg.observable_source_asset(
-    group_name=GROUP,
-    description=(
-        "The ODE rule files (the deployment's and each source's own). Observing them records "
-        "their combined sha256 as the data version, so editing a rule marks events and "
-        "everything downstream of it stale, and nothing upstream."
-    ),
-)
-def rule_files(rules: RulesResource, sources: SourcesResource) -> dg.ObserveResult:
-    """Validates every rule file (a bad file fails the observation, naming rule and field)."""
-    hashes = rule_file_hashes(rules, sources)
-    return dg.ObserveResult(
-        data_version=dg.DataVersion(rule_set_version(hashes)),
-        metadata={
-            "rule_files": dg.MetadataValue.json(hashes),
-            "rules_path": dg.MetadataValue.path(str(rules.rules_path())),
-        },
+# Observable source assets are a Dagster beta feature; the rule files need one.
+with known_previews():
+
+    @dg.observable_source_asset(
+        group_name=GROUP,
+        description=(
+            "The ODE rule files (the deployment's and each source's own). Observing them records "
+            "their combined sha256 as the data version, so editing a rule marks events and "
+            "everything downstream of it stale, and nothing upstream."
+        ),
     )
+    def rule_files(rules: RulesResource, sources: SourcesResource) -> dg.ObserveResult:
+        """Validates every rule file (a bad file fails the observation, naming rule and field)."""
+        hashes = rule_file_hashes(rules, sources)
+        return dg.ObserveResult(
+            data_version=dg.DataVersion(rule_set_version(hashes)),
+            metadata={
+                "rule_files": dg.MetadataValue.json(hashes),
+                "rules_path": dg.MetadataValue.path(str(rules.rules_path())),
+            },
+        )
 
 
 def _rule_set_for(record: VideoRecord, rules: RulesResource, sources: SourcesResource) -> RuleSet:

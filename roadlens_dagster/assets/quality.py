@@ -28,6 +28,7 @@ from roadlens.quality.gate import read_quarantine
 from roadlens.settings import env_number
 from roadlens.sinks.base import SinkError
 from roadlens_dagster.orchestration.partitions import capture_date
+from roadlens_dagster.previews import known_previews
 from roadlens_dagster.resources.sinks import SinksResource
 
 DEFAULT_MAX_QUARANTINE_SHARE = 0.05
@@ -46,17 +47,18 @@ def max_quarantine_share() -> float:
 
 def gate_check_spec(asset: str, name: str, *, blocking: bool) -> dg.AssetCheckSpec:
     what = "stops the sinks for the partition" if blocking else "warns"
-    return dg.AssetCheckSpec(
-        name,
-        asset=asset,
-        blocking=blocking,
-        partitions_def=capture_date,
-        description=(
-            f"Great Expectations suite on every {asset} row written in the step; bad rows are "
-            f"quarantined, and a batch-level failure or a quarantined share above "
-            f"ROADLENS_MAX_QUARANTINE_SHARE {what}."
-        ),
-    )
+    with known_previews():  # partitioned checks: one verdict per capture date
+        return dg.AssetCheckSpec(
+            name,
+            asset=asset,
+            blocking=blocking,
+            partitions_def=capture_date,
+            description=(
+                f"Great Expectations suite on every {asset} row written in the step; bad rows "
+                f"are quarantined, and a batch-level failure or a quarantined share above "
+                f"ROADLENS_MAX_QUARANTINE_SHARE {what}."
+            ),
+        )
 
 
 def gate_check_result(

@@ -33,7 +33,6 @@ import dagster as dg
 from dagster_celery import celery_executor
 
 from roadlens_dagster.orchestration.jobs import spine_job
-from roadlens_dagster.orchestration.partitions import capture_date
 
 CELERY_BROKER_ENV = "ROADLENS_CELERY_BROKER"
 CELERY_BACKEND_ENV = "ROADLENS_CELERY_BACKEND"
@@ -148,7 +147,6 @@ roadlens_celery_executor: dg.ExecutorDefinition = celery_executor.configured(
 spine_job_celery = dg.define_asset_job(
     "spine_job_celery",
     selection=spine_job.selection,
-    partitions_def=capture_date,
     executor_def=roadlens_celery_executor,
     description=(
         "The spine job with every step sent to Celery workers (see docs/scale_out.md); "

@@ -180,3 +180,32 @@ def test_quality_checks_guard_the_tables_and_block_the_sinks() -> None:
     assert blocking == {"detections_valid", "events_valid"}
     assert checks["detections_valid"].asset_key == dg.AssetKey("detections")
     assert checks["events_valid"].asset_key == dg.AssetKey("events")
+
+
+def test_the_code_location_loads_without_preview_beta_or_deprecation_warnings() -> None:
+    """RoadLens silences only the preview features it uses on purpose (roadlens_dagster.previews)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    probe = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import roadlens_dagster.orchestration.definitions\n"
+        "print([f'{w.category.__name__}: {w.message}' for w in seen\n"
+        "       if w.category.__name__ in ('PreviewWarning', 'BetaWarning')\n"
+        "       or (w.category is DeprecationWarning and 'roadlens' in w.filename)])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_every_sensor_and_schedule_says_what_it_does() -> None:
+    repo = defs.get_repository_def()
+    described = {d.name: d.description for d in (*repo.sensor_defs, *repo.schedule_defs)}
+    assert described and all(len(text or "") > 40 for text in described.values()), described
+    assert defs.resolve_job_def("spine_job").partitions_def == capture_date

@@ -106,6 +106,11 @@ def plan_ready(
     job=spine_job,
     minimum_interval_seconds=sensor_interval_s(),
     default_status=dg.DefaultSensorStatus.STOPPED,
+    description=(
+        "Registers new ready videos of the landing folder (a .done marker, or a file that "
+        "stopped growing) and requests one spine_job run per capture date and source; "
+        "files that are not videos are skipped once and named in the tick."
+    ),
 )
 def landing_sensor(
     context: dg.SensorEvaluationContext, sources: SourcesResource

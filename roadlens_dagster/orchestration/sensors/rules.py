@@ -21,7 +21,14 @@ rule_files_job = dg.define_asset_job(
 
 
 @dg.sensor(
-    job=rule_files_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED
+    job=rule_files_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description=(
+        "Hashes the rule files every 30 s and requests an observation of rule_files when "
+        "the hash changes, so the events they produced show as stale; an invalid edit is "
+        "named in the tick and the last good version stays current."
+    ),
 )
 def rule_files_sensor(
     context: dg.SensorEvaluationContext, rules: RulesResource, sources: SourcesResource
