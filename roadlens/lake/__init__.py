@@ -16,7 +16,6 @@ from roadlens.lake.catalog import (
     TRACK_LINKS_TABLE,
     VIDEOS_TABLE,
     LakeTable,
-    lake_table,
 )
 from roadlens.lake.store import (
     MAX_SEGMENT,
@@ -43,7 +42,6 @@ __all__ = [
     "LakeTable",
     "ParquetLake",
     "WriteStats",
-    "lake_table",
     "location",
     "safe_segment",
 ]

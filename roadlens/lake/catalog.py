@@ -109,12 +109,3 @@ CATALOG: dict[str, LakeTable] = {
 SINK_TABLES: dict[str, pa.Schema] = {
     t.name: t.schema for t in CATALOG.values() if t.exported and t.schema is not None
 }
-
-
-def lake_table(name: str) -> LakeTable:
-    """The catalogue entry of ``name``; a ``KeyError`` naming the known tables otherwise."""
-    try:
-        return CATALOG[name]
-    except KeyError:
-        known = ", ".join(sorted(CATALOG))
-        raise KeyError(f"unknown lake table {name!r}; known: {known}") from None

@@ -92,12 +92,15 @@ class ParquetLake:
         return self.root / "_staging"
 
     def video_path(self, table: str, *, date: str, source_id: str, video_id: str) -> Path:
+        folder = self._partition_dir(table, date, source_id)
+        return folder / f"{safe_segment(video_id, 'video_id')}.parquet"
+
+    def _date_dir(self, table_name: str, date: str) -> Path:
+        return self.table_dir(table_name) / f"date={safe_segment(date, 'date')}"
+
+    def _partition_dir(self, table_name: str, date: str, source_id: str) -> Path:
         return (
-            self.root
-            / safe_segment(table, "table")
-            / f"date={safe_segment(date, 'date')}"
-            / f"source_id={safe_segment(source_id, 'source_id')}"
-            / f"{safe_segment(video_id, 'video_id')}.parquet"
+            self._date_dir(table_name, date) / f"source_id={safe_segment(source_id, 'source_id')}"
         )
 
     def write_video(
@@ -157,10 +160,7 @@ class ParquetLake:
 
     def read_date(self, table_name: str, date: str) -> pa.Table | None:
         """All rows of one date (None when the date has no files)."""
-        folder = (
-            self.root / safe_segment(table_name, "table") / f"date={safe_segment(date, 'date')}"
-        )
-        files = sorted(folder.glob("source_id=*/*.parquet"))
+        files = self.files(table_name, date=date)
         if not files:
             return None
         return pa.concat_tables([_read_file(f) for f in files], promote_options="default")
@@ -171,10 +171,9 @@ class ParquetLake:
 
     def files(self, table_name: str, *, date: str | None = None) -> list[Path]:
         """Every video file of ``table_name`` (of one ``date`` if given), sorted."""
-        folder = self.table_dir(table_name)
         if date is None:
-            return sorted(folder.glob(VIDEO_FILES))
-        return sorted((folder / f"date={safe_segment(date, 'date')}").glob("source_id=*/*.parquet"))
+            return sorted(self.table_dir(table_name).glob(VIDEO_FILES))
+        return sorted(self._date_dir(table_name, date).glob("source_id=*/*.parquet"))
 
     def has_files(self, table_name: str) -> bool:
         """Whether ``table_name`` holds at least one video file."""
@@ -198,12 +197,7 @@ class ParquetLake:
 
     def source_files(self, table_name: str, date: str, source_id: str) -> list[Path]:
         """The files of one source on one date of ``table_name``."""
-        folder = (
-            self.table_dir(table_name)
-            / f"date={safe_segment(date, 'date')}"
-            / f"source_id={safe_segment(source_id, 'source_id')}"
-        )
-        return sorted(folder.glob("*.parquet"))
+        return sorted(self._partition_dir(table_name, date, source_id).glob("*.parquet"))
 
     def duckdb_source(self, table_name: str) -> str:
         """A DuckDB ``read_parquet(...)`` over every file of ``table_name``, with the
@@ -231,7 +225,7 @@ class ParquetLake:
 
     def event_media_ledger_dir(self, date: str) -> Path:
         """The folder of one date's event media (its ledger files sit beside the videos')."""
-        return self.media_root / "events" / f"date={safe_segment(date, 'date')}"
+        return self._media_date_dir("events", date)
 
     def heatmap_png(self, date: str, video_id: str, heatmap_id: str) -> Path:
         """Where a video's rendered heat map lives (a re-run overwrites it)."""
@@ -251,13 +245,11 @@ class ParquetLake:
         """The ids of the videos that have a rendered heat map folder."""
         return {p.name for p in (self.media_root / "heatmaps").glob("date=*/*") if p.is_dir()}
 
+    def _media_date_dir(self, kind: str, date: str) -> Path:
+        return self.media_root / kind / f"date={safe_segment(date, 'date')}"
+
     def _media_dir(self, kind: str, date: str, video_id: str) -> Path:
-        return (
-            self.media_root
-            / kind
-            / f"date={safe_segment(date, 'date')}"
-            / safe_segment(video_id, "video_id")
-        )
+        return self._media_date_dir(kind, date) / safe_segment(video_id, "video_id")
 
     def tables(self) -> list[str]:
         """Names of the tables that hold at least one file."""

@@ -34,6 +34,7 @@ from roadlens.ode.actions import (
     run_actions,
 )
 from roadlens.ode.rules import parse_rules
+from roadlens.registry import VideoRecord
 from roadlens.synth.render import render_clip
 from roadlens.video import open_capture, probe, sample_video
 
@@ -693,16 +694,9 @@ def test_capture_decodes_the_frame_from_the_video_when_the_jpeg_is_missing(
     assert image.shape == (360, 640, 3)  # the rendered clip's size, not the fixture's
 
 
-def test_events_are_written_once_with_their_media_paths(clip: Path, tmp_path: Path) -> None:
-    import pyarrow as pa
-
-    from roadlens.lake import ParquetLake
-    from roadlens.ode.actions import write_events_with_media
-    from roadlens.registry import VideoRecord
-    from roadlens.synth.tables import synthetic_events
-
-    lake = ParquetLake(tmp_path / "lake")
-    record = VideoRecord(
+def _record_of(clip: Path) -> VideoRecord:
+    """The registry row of ``clip`` as video VIDEO of veh-01 on DATE."""
+    return VideoRecord(
         video_id=VIDEO,
         source_id="veh-01",
         vehicle_id="veh-01",
@@ -716,6 +710,17 @@ def test_events_are_written_once_with_their_media_paths(clip: Path, tmp_path: Pa
         gps_path=None,
         registered_at=START,
     )
+
+
+def test_events_are_written_once_with_their_media_paths(clip: Path, tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from roadlens.lake import ParquetLake
+    from roadlens.ode.actions import write_events_with_media
+    from roadlens.synth.tables import synthetic_events
+
+    lake = ParquetLake(tmp_path / "lake")
+    record = _record_of(clip)
     where = {"date": DATE, "source_id": "veh-01", "video_id": VIDEO}
     frames = _frames(tmp_path / "frames")
     lake.write_video("frames", pa.Table.from_pandas(frames, preserve_index=False), **where)
@@ -755,24 +760,10 @@ def test_writing_events_again_removes_media_of_vanished_events(clip: Path, tmp_p
 
     from roadlens.lake import ParquetLake
     from roadlens.ode.actions import write_events_with_media
-    from roadlens.registry import VideoRecord
     from roadlens.synth.tables import synthetic_events
 
     lake = ParquetLake(tmp_path / "lake")
-    record = VideoRecord(
-        video_id=VIDEO,
-        source_id="veh-01",
-        vehicle_id="veh-01",
-        session_id="session-a",
-        path=str(clip),
-        size_bytes=clip.stat().st_size,
-        mtime_ns=clip.stat().st_mtime_ns,
-        capture_start=START,
-        capture_date=DATE,
-        capture_time_source="container",
-        gps_path=None,
-        registered_at=START,
-    )
+    record = _record_of(clip)
     frames = _frames(tmp_path / "frames")
     three = synthetic_events(3, video_id=VIDEO).to_pandas()
     three = three.assign(
